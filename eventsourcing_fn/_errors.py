@@ -1,0 +1,79 @@
+"""The library's errors (SPEC §8). Outcomes travel as `Failure(error)`; faults are raised."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EventSourcingError(Exception):
+    """Base of every error this library raises or returns."""
+
+
+class ConfigurationError(EventSourcingError):
+    """Bad wiring: a programming error, raised rather than returned."""
+
+
+class CommandError(EventSourcingError):
+    """A command was rejected; `.reason` is the exception or value that rejected it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        aggregate: str,
+        stream_id: str | None,
+        command: Any,
+        reason: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.aggregate = aggregate
+        self.stream_id = stream_id
+        self.command = command
+        self.reason = reason
+
+
+class ConcurrencyError(CommandError):
+    """The stream moved on since it was loaded: `.expected` and `.actual` versions."""
+
+    def __init__(self, message: str, *, expected: int | None, actual: int, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.expected = expected
+        self.actual = actual
+
+
+class EventValidationError(CommandError):
+    """An event cannot be serialized as its annotations say; `.event_type` and `.field`."""
+
+    def __init__(self, message: str, *, event_type: str, field: str | None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.event_type = event_type
+        self.field = field
+
+
+class StreamClosedError(CommandError):
+    """The stream's state is terminal: it takes no further commands."""
+
+
+class InfiniteLoopError(EventSourcingError):
+    """A reaction cascade re-emitted its trigger or went too deep."""
+
+
+class ProjectionError(EventSourcingError):
+    """A projection handler failed; names the projection, handler and position."""
+
+
+class ProcessManagerError(EventSourcingError):
+    """A process manager handler failed; names the component, handler and position."""
+
+
+class UnknownEventTypeError(EventSourcingError):
+    """A stored event type/version that no registered class or upcaster can read."""
+
+    def __init__(self, message: str, *, type_name: str, version: int) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.version = version
+
+
+class StorageError(EventSourcingError):
+    """A storage fault: corrupt rows, an unreadable database file, a lost connection."""

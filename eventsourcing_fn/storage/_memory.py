@@ -1,0 +1,186 @@
+"""In-memory storage: the reference backend, one process, lost on exit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TypeVar
+
+import attrs
+
+from ._record import (
+    Checkpoint,
+    Storage,
+    StoredEvent,
+    StoredSnapshot,
+    StreamAppend,
+    VersionConflict,
+)
+
+_Undo = list[Callable[[], object]]
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def memory_storage() -> Storage:
+    """A fresh in-memory storage; every transaction holds one lock, so they serialise."""
+    lock = threading.RLock()
+    undo_log: ContextVar[_Undo | None] = ContextVar("memory_undo", default=None)
+    log: list[StoredEvent] = []
+    streams: dict[tuple[str, str], list[StoredEvent]] = {}
+    snapshots: dict[tuple[str, str], list[StoredSnapshot]] = {}
+    checkpoints: dict[str, Checkpoint] = {}
+    documents: dict[str, dict[str, str]] = {}
+
+    @contextmanager
+    def transaction() -> Iterator[None]:
+        if undo_log.get() is not None:
+            yield  # nested: join the outer transaction
+            return
+        with lock:
+            undo: _Undo = []
+            token = undo_log.set(undo)
+            try:
+                yield
+            except BaseException:
+                for step in reversed(undo):
+                    step()
+                raise
+            finally:
+                undo_log.reset(token)
+
+    def record(step: Callable[[], object]) -> None:
+        undo = undo_log.get()
+        if undo is not None:
+            undo.append(step)
+
+    def append(batches: Sequence[StreamAppend]) -> Sequence[StoredEvent]:
+        with transaction():
+            out: list[StoredEvent] = []
+            for batch in batches:
+                out.extend(_append_stream(batch))
+            return out
+
+    def _append_stream(batch: StreamAppend) -> list[StoredEvent]:
+        key = (batch.stream_type, batch.stream_id)
+        stream = streams.get(key)
+        if stream is None:
+            stream = streams[key] = []
+            record(lambda: streams.pop(key, None))
+        actual = len(stream)
+        if batch.expected_version is not None and batch.expected_version != actual:
+            raise VersionConflict(
+                batch.stream_type, batch.stream_id, batch.expected_version, actual
+            )
+        rows = [
+            StoredEvent(
+                stream_type=batch.stream_type,
+                stream_id=batch.stream_id,
+                version=actual + i,
+                position=len(log) + i,
+                **attrs.asdict(event, recurse=False),
+            )
+            for i, event in enumerate(batch.events, start=1)
+        ]
+        stream.extend(rows)
+        log.extend(rows)
+        start = len(log) - len(rows)
+
+        def undo() -> None:
+            del stream[actual:]
+            del log[start:]
+
+        record(undo)
+        return rows
+
+    def read_stream(
+        stream_type: str, stream_id: str, after: int, up_to: int | None
+    ) -> Sequence[StoredEvent]:
+        with lock:
+            stream = streams.get((stream_type, stream_id), [])
+            return stream[after:up_to]
+
+    def read_all(after: int, limit: int) -> Sequence[StoredEvent]:
+        with lock:
+            return log[after : after + limit]  # positions are 1..n, so position p is log[p-1]
+
+    def read_snapshot(stream_type: str, stream_id: str, up_to: int | None) -> StoredSnapshot | None:
+        with lock:
+            for snap in reversed(snapshots.get((stream_type, stream_id), [])):
+                if up_to is None or snap.version <= up_to:
+                    return snap
+            return None
+
+    def write_snapshot(snapshot: StoredSnapshot) -> None:
+        with transaction():
+            key = (snapshot.stream_type, snapshot.stream_id)
+            kept = snapshots.setdefault(key, [])
+            before = list(kept)
+            kept[:] = sorted(
+                [s for s in kept if s.version != snapshot.version] + [snapshot],
+                key=lambda s: s.version,
+            )
+            record(lambda: kept.__setitem__(slice(None), before))
+
+    def read_checkpoint(name: str) -> Checkpoint | None:
+        with lock:
+            return checkpoints.get(name)
+
+    def write_checkpoint(checkpoint: Checkpoint) -> None:
+        with transaction():
+            before = checkpoints.get(checkpoint.name)
+            checkpoints[checkpoint.name] = checkpoint
+            record(lambda: _restore(checkpoints, checkpoint.name, before))
+
+    def get_document(projection: str, key: str) -> str | None:
+        with lock:
+            return documents.get(projection, {}).get(key)
+
+    def put_document(projection: str, key: str, data: str | None) -> None:
+        with transaction():
+            docs = documents.setdefault(projection, {})
+            before = docs.get(key)
+            if data is None:
+                docs.pop(key, None)
+            else:
+                docs[key] = data
+            record(lambda: _restore(docs, key, before))
+
+    def all_documents(projection: str) -> Sequence[tuple[str, str]]:
+        with lock:
+            return sorted(documents.get(projection, {}).items())
+
+    def clear_documents(projection: str) -> None:
+        with transaction():
+            before = documents.pop(projection, None)
+            record(lambda: _restore(documents, projection, before))
+
+    def lock_stream(stream_type: str, stream_id: str) -> None:
+        """Nothing to do: a memory transaction already holds the one lock."""
+
+    return Storage(
+        name="memory",
+        append=append,
+        read_stream=read_stream,
+        read_all=read_all,
+        read_snapshot=read_snapshot,
+        write_snapshot=write_snapshot,
+        read_checkpoint=read_checkpoint,
+        write_checkpoint=write_checkpoint,
+        get_document=get_document,
+        put_document=put_document,
+        all_documents=all_documents,
+        clear_documents=clear_documents,
+        lock_stream=lock_stream,
+        transaction=transaction,
+        close=lambda: None,
+    )
+
+
+def _restore(mapping: dict[_K, _V], key: _K, value: _V | None) -> None:
+    if value is None:
+        mapping.pop(key, None)
+    else:
+        mapping[key] = value

@@ -1,0 +1,141 @@
+"""The storage record: rows in their stored form and the plain callables a backend provides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from uuid import UUID
+
+import attrs
+
+
+@attrs.frozen
+class NewEvent:
+    """An event serialized for appending: the store fills every field but version and position."""
+
+    type: str
+    schema_version: int
+    data: str  # JSON text of the payload
+    event_id: UUID
+    recorded_at: datetime  # aware, UTC
+    actor_id: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    metadata: str = "{}"  # JSON text of a dict
+
+
+@attrs.frozen
+class StreamAppend:
+    """Events for one stream, appended after `expected_version` (None: after whatever is there)."""
+
+    stream_type: str
+    stream_id: str
+    expected_version: int | None
+    events: Sequence[NewEvent]
+
+
+@attrs.frozen
+class StoredEvent:
+    """An event row as a backend returns it: a `NewEvent` plus its stream version and position."""
+
+    stream_type: str
+    stream_id: str
+    version: int
+    position: int
+    type: str
+    schema_version: int
+    data: str
+    event_id: UUID
+    recorded_at: datetime
+    actor_id: str | None
+    correlation_id: str | None
+    causation_id: str | None
+    metadata: str
+
+
+@attrs.frozen
+class StoredSnapshot:
+    """A serialized aggregate state taken after `version` events of a stream."""
+
+    stream_type: str
+    stream_id: str
+    version: int
+    snapshot_version: int
+    data: str
+
+
+@attrs.frozen
+class Checkpoint:
+    """How far a component has read the log, with its serialized state (None when stateless)."""
+
+    name: str
+    position: int
+    state: str | None = None
+
+
+# Appends every stream's events atomically, checking each expected version; returns the rows
+# in the order given. Raises `VersionConflict` when an expected version does not match.
+Append = Callable[[Sequence[StreamAppend]], Sequence[StoredEvent]]
+# (stream_type, stream_id, after_version, up_to_version or None) -> rows in version order.
+ReadStream = Callable[[str, str, int, int | None], Sequence[StoredEvent]]
+# (after_position, limit) -> up to `limit` rows with position > after, in position order, never
+# one that a concurrent writer could still commit before it (gap safety).
+ReadAll = Callable[[int, int], Sequence[StoredEvent]]
+# (stream_type, stream_id, up_to_version or None) -> the newest snapshot at or below it.
+ReadSnapshot = Callable[[str, str, int | None], StoredSnapshot | None]
+WriteSnapshot = Callable[[StoredSnapshot], None]
+ReadCheckpoint = Callable[[str], Checkpoint | None]
+WriteCheckpoint = Callable[[Checkpoint], None]
+# (projection, key) -> document JSON text or None.
+GetDocument = Callable[[str, str], str | None]
+# (projection, key, JSON text or None to delete).
+PutDocument = Callable[[str, str, str | None], None]
+# projection -> every (key, JSON text) in key order.
+AllDocuments = Callable[[str], Sequence[tuple[str, str]]]
+ClearDocuments = Callable[[str], None]
+# (stream_type, stream_id): serialise writers of this stream until the transaction ends.
+LockStream = Callable[[str, str], None]
+# A context manager for one storage transaction; nested calls join the outer one.
+Transaction = Callable[[], AbstractContextManager[None]]
+Close = Callable[[], None]
+
+
+class VersionConflict(Exception):
+    """Raised by `append` when a stream's version is not the expected one."""
+
+    def __init__(self, stream_type: str, stream_id: str, expected: int | None, actual: int) -> None:
+        super().__init__(
+            f"stream {stream_type}/{stream_id!r}: expected version {expected}, found {actual}"
+        )
+        self.stream_type = stream_type
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+@attrs.frozen
+class Storage:
+    """A storage backend: a record of plain callables. Wrap one with `attrs.evolve`."""
+
+    name: str
+    append: Append
+    read_stream: ReadStream
+    read_all: ReadAll
+    read_snapshot: ReadSnapshot
+    write_snapshot: WriteSnapshot
+    read_checkpoint: ReadCheckpoint
+    write_checkpoint: WriteCheckpoint
+    get_document: GetDocument
+    put_document: PutDocument
+    all_documents: AllDocuments
+    clear_documents: ClearDocuments
+    lock_stream: LockStream
+    transaction: Transaction
+    close: Close
+
+    def iter_all(self, after: int = 0, batch: int = 1000) -> Iterator[StoredEvent]:
+        """Every row after `after` in position order, read in batches."""
+        while rows := self.read_all(after, batch):
+            yield from rows
+            after = rows[-1].position
