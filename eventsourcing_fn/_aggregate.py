@@ -1,0 +1,183 @@
+"""Pure aggregates: state plus `decide` and `evolve` functions registered by annotation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, TypeVar
+
+from returns.result import Failure, Result, Success
+
+from ._annotations import annotated_classes, caller_locals, check_arity
+from ._codec import Upcaster
+from ._envelope import Recorded
+from ._errors import CommandError, ConfigurationError, StreamClosedError
+
+S = TypeVar("S")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Dispatch:
+    """Handlers by class, looked up along the MRO so an event subclass finds its base's handler."""
+
+    def __init__(self, kind: str, owner: str) -> None:
+        self.kind = kind
+        self.owner = owner
+        self.handlers: dict[type, Callable[..., Any]] = {}
+        self._cache: dict[type, Callable[..., Any] | None] = {}
+
+    def add(self, cls: type, fn: Callable[..., Any]) -> None:
+        if cls in self.handlers:
+            raise TypeError(
+                f"{self.kind} {fn.__qualname__}: {self.owner} already has a {self.kind} for "
+                f"{cls.__qualname__} ({self.handlers[cls].__qualname__})"
+            )
+        self.handlers[cls] = fn
+        self._cache.clear()
+
+    def get(self, cls: type) -> Callable[..., Any] | None:
+        try:
+            return self._cache[cls]
+        except KeyError:
+            found = next((self.handlers[c] for c in cls.__mro__ if c in self.handlers), None)
+            self._cache[cls] = found
+            return found
+
+
+class Aggregate(Generic[S]):
+    """A stream type: an initial state, `decide` and `evolve` functions, upcasters, options."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        initial: S,
+        snapshot_every: int | None = None,
+        snapshot_version: int = 1,
+        terminal: Callable[[S], bool] | None = None,
+    ) -> None:
+        if snapshot_every is not None and snapshot_every < 1:
+            raise ValueError(f"aggregate {name!r}: snapshot_every must be >= 1")
+        self.name = name
+        self.initial = initial
+        self.snapshot_every = snapshot_every
+        self.snapshot_version = snapshot_version
+        self.terminal = terminal
+        self._evolvers = _Dispatch("evolve", f"aggregate {name!r}")
+        self._deciders = _Dispatch("decide", f"aggregate {name!r}")
+        self.upcasters: dict[tuple[str, int], Upcaster] = {}
+
+    def __repr__(self) -> str:
+        return f"Aggregate({self.name!r})"
+
+    def evolve(self, fn: F) -> F:
+        """Register `fn(state, event) -> state` for the event class(es) it annotates."""
+        _, event = check_arity(fn, "evolve", (2,))
+        for cls in annotated_classes(fn, event, "evolve", caller_locals()):
+            self._evolvers.add(cls, fn)
+        return fn
+
+    def decide(self, fn: F) -> F:
+        """Register `fn(command, state) -> events` for the command class(es) it annotates."""
+        command, _ = check_arity(fn, "decide", (2,))
+        for cls in annotated_classes(fn, command, "decide", caller_locals()):
+            self._deciders.add(cls, fn)
+        return fn
+
+    def upcast(self, type_name: str, *, from_version: int) -> Callable[[F], F]:
+        """Register a pure `dict -> dict` upcaster from `from_version` to the next version."""
+
+        def register(fn: F) -> F:
+            check_arity(fn, "upcast", (1,))
+            key = (type_name, from_version)
+            if key in self.upcasters:
+                raise TypeError(
+                    f"upcast {fn.__qualname__}: aggregate {self.name!r} already upcasts "
+                    f"{type_name!r} from version {from_version}"
+                )
+            self.upcasters[key] = fn
+            return fn
+
+        return register
+
+    @property
+    def event_classes(self) -> tuple[type, ...]:
+        """Every event class this aggregate can evolve by."""
+        return tuple(self._evolvers.handlers)
+
+    def evolver(self, event: object) -> Callable[[S, Any], S]:
+        """The evolve function for `event`; ConfigurationError when there is none."""
+        fn = self._evolvers.get(type(event))
+        if fn is None:
+            raise ConfigurationError(
+                f"aggregate {self.name!r} has no evolve for event type {type(event).__qualname__}"
+            )
+        return fn
+
+    def fold(self, events: Iterable[object], state: S | None = None) -> S:
+        """The state after applying `events` (plain or `Recorded`) to `state` (or `initial`)."""
+        current: S = self.initial if state is None else state
+        for event in events:
+            if isinstance(event, Recorded):
+                event = event.event
+            current = self.evolver(event)(current, event)
+        return current
+
+    def is_terminal(self, state: S) -> bool:
+        """Whether `state` takes no further commands."""
+        return self.terminal is not None and bool(self.terminal(state))
+
+    def run(
+        self, command: object, state: S | None = None, *, stream_id: str | None = None
+    ) -> Result[tuple[Any, ...], CommandError]:
+        """Decide `command` against `state` (or `initial`): the events, or why it was rejected."""
+        current: S = self.initial if state is None else state
+        where = f"stream {stream_id!r}" if stream_id is not None else "a stream"
+        name = type(command).__qualname__
+        if self.is_terminal(current):
+            return Failure(
+                StreamClosedError(
+                    f"aggregate {self.name!r}, {where}: command {name} rejected, "
+                    "the stream is closed (its state is terminal)",
+                    aggregate=self.name,
+                    stream_id=stream_id,
+                    command=command,
+                )
+            )
+        decide = self._deciders.get(type(command))
+        if decide is None:
+            raise ConfigurationError(f"aggregate {self.name!r} has no decide for command {name}")
+        try:
+            produced = decide(command, current)
+        except Exception as exc:  # raising in decide rejects the command (SPEC §2)
+            return Failure(self._rejected(command, stream_id, exc))
+        if isinstance(produced, Failure):
+            return Failure(self._rejected(command, stream_id, produced.failure()))
+        if isinstance(produced, Success):
+            produced = produced.unwrap()
+        return Success(_as_events(produced))
+
+    def _rejected(self, command: object, stream_id: str | None, reason: object) -> CommandError:
+        where = f"stream {stream_id!r}" if stream_id is not None else "a stream"
+        why = (
+            f"{type(reason).__name__}: {reason}"
+            if isinstance(reason, BaseException)
+            else repr(reason)
+        )
+        return CommandError(
+            f"aggregate {self.name!r}, {where}: "
+            f"command {type(command).__qualname__} rejected ({why})",
+            aggregate=self.name,
+            stream_id=stream_id,
+            command=command,
+            reason=reason,
+        )
+
+
+def _as_events(produced: object) -> tuple[Any, ...]:
+    if produced is None:
+        return ()
+    if isinstance(produced, list | tuple):
+        return tuple(produced)
+    if isinstance(produced, Sequence) and not isinstance(produced, str):
+        return tuple(produced)
+    return (produced,)

@@ -1,0 +1,234 @@
+"""Pure serialization: event type names and versions, the strict JSON converter, upcasting."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+from uuid import UUID
+
+import attrs
+import cattrs
+
+from ._errors import ConfigurationError, UnknownEventTypeError
+
+T = TypeVar("T")
+C = TypeVar("C", bound=type)
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def event_type(name: str, *, version: int = 1) -> Callable[[C], C]:
+    """Give an event class its stored type name and schema version (versions start at 1)."""
+    if not name or version < 1:
+        raise TypeError(f"event_type({name!r}, version={version}): need a name and version >= 1")
+
+    def mark(cls: C) -> C:
+        cls.__event_type__ = (name, version)  # type: ignore[attr-defined]
+        return cls
+
+    return mark
+
+
+def type_info(cls: type) -> tuple[str, int]:
+    """(name, version) of an event class: its `@event_type`, else (class name, 1)."""
+    # Read the class's own __dict__ so a subclass does not inherit its parent's name.
+    info: tuple[str, int] | None = cls.__dict__.get("__event_type__")
+    return info if info is not None else (cls.__name__, 1)
+
+
+def _structure_datetime(value: Any, _: type) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: only aware datetimes are stored")
+    return parsed
+
+
+def _unstructure_datetime(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: only aware datetimes are stored")
+    return value.isoformat()
+
+
+def _structure_exact(kind: type) -> Callable[[Any, type], Any]:
+    """A structure hook that refuses anything but `kind` (cattrs would coerce "5" to 5)."""
+
+    def structure(value: Any, _: type) -> Any:
+        if type(value) is not kind and not (kind is float and type(value) is int):
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        return value
+
+    return structure
+
+
+def make_converter() -> cattrs.Converter:
+    """The default converter: JSON-compatible, strict about types, aware datetimes only."""
+    conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=True)
+    for kind in (str, int, float, bool):
+        conv.register_structure_hook(kind, _structure_exact(kind))
+    conv.register_unstructure_hook(datetime, _unstructure_datetime)
+    conv.register_structure_hook(datetime, _structure_datetime)
+    conv.register_unstructure_hook(date, date.isoformat)
+    conv.register_structure_hook(date, lambda v, _: date.fromisoformat(v))
+    conv.register_unstructure_hook(UUID, str)
+    conv.register_structure_hook(UUID, lambda v, _: UUID(v))
+    conv.register_unstructure_hook(Decimal, str)
+    conv.register_structure_hook(Decimal, lambda v, _: Decimal(v))
+    return conv
+
+
+class InvalidPayload(ValueError):
+    """An object that does not serialize as its annotations say; `.field` names where."""
+
+    def __init__(self, type_name: str, field: str | None, problem: str) -> None:
+        where = f"{type_name}.{field}" if field else type_name
+        super().__init__(f"{where}: {problem}")
+        self.type_name = type_name
+        self.field = field
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text; never falls back to str() for unknown types."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class Codec:
+    """Encodes and decodes events and states for one store: names, versions, upcasters."""
+
+    def __init__(
+        self,
+        classes: Iterable[type],
+        upcasters: Mapping[tuple[str, int], Upcaster] | None = None,
+        converter: cattrs.Converter | None = None,
+    ) -> None:
+        self.converter = converter or make_converter()
+        self._upcasters = dict(upcasters or {})
+        self._by_class: dict[type, tuple[str, int]] = {}
+        self._by_name: dict[str, tuple[type, int]] = {}
+        for cls in classes:
+            self.add(cls)
+        self._readers: dict[tuple[str, int], Callable[[str], Any]] = {}
+
+    def add(self, cls: type) -> None:
+        """Know `cls` by its type name; two classes claiming one name is a ConfigurationError."""
+        name, version = type_info(cls)
+        known = self._by_name.get(name)
+        if known is not None and known[0] is not cls:
+            raise ConfigurationError(
+                f"event type name {name!r} is claimed by both {known[0].__qualname__} "
+                f"and {cls.__qualname__}"
+            )
+        self._by_name[name] = (cls, version)
+        self._by_class[cls] = (name, version)
+
+    def knows(self, cls: type) -> bool:
+        """Whether `cls` is one of this codec's event classes."""
+        return cls in self._by_class
+
+    def name_of(self, cls: type) -> tuple[str, int]:
+        """(type name, version) for an event class, registered or not."""
+        info = self._by_class.get(cls)
+        return info if info is not None else type_info(cls)
+
+    def encode(self, obj: Any) -> str:
+        """JSON text of `obj`, checked to read back equal; `InvalidPayload` otherwise."""
+        cls = type(obj)
+        try:
+            data = self.converter.unstructure(obj, unstructure_as=cls)
+            text = dumps(data)
+            back = self.converter.structure(json.loads(text), cls)
+        except Exception as exc:  # any failure here means: not serializable as annotated
+            field = self._failing_field(obj, exc)
+            raise InvalidPayload(self.name_of(cls)[0], field, _why(exc)) from exc
+        if back != obj:
+            field = _first_difference(obj, back)
+            raise InvalidPayload(
+                self.name_of(cls)[0],
+                field,
+                "value does not match its annotation (would not read back equal)",
+            )
+        return text
+
+    def decode_state(self, text: str, cls: type[T]) -> T:
+        """A state (or any attrs object) from its JSON text."""
+        return self.converter.structure(json.loads(text), cls)
+
+    def reader(self, name: str, version: int) -> Callable[[str], Any]:
+        """A function from stored JSON text to the current event object (upcasting on the way)."""
+        key = (name, version)
+        read = self._readers.get(key)
+        if read is None:
+            read = self._readers[key] = self._make_reader(name, version)
+        return read
+
+    def upcast(self, name: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Bring a stored payload of `name`@`version` up to the current version."""
+        current = self._current_version(name, version)
+        for step in range(version, current):
+            data = self._upcasters[(name, step)](data)
+        return data
+
+    def _current_version(self, name: str, version: int) -> int:
+        known = self._by_name.get(name)
+        if known is None:
+            raise UnknownEventTypeError(
+                f"unknown event type {name!r} version {version}: no registered class has that name",
+                type_name=name,
+                version=version,
+            )
+        current = known[1]
+        missing = [v for v in range(version, current) if (name, v) not in self._upcasters]
+        if version > current or missing:
+            why = (
+                f"newer than the registered version {current}"
+                if version > current
+                else f"no upcaster from version {missing[0]}"
+            )
+            raise UnknownEventTypeError(
+                f"cannot read event type {name!r} version {version}: {why}",
+                type_name=name,
+                version=version,
+            )
+        return current
+
+    def _failing_field(self, obj: Any, exc: BaseException) -> str | None:
+        """The first field of an attrs instance whose value alone fails to serialize."""
+        if not attrs.has(type(obj)):
+            return None
+        if isinstance(exc, cattrs.ClassValidationError):
+            for sub in exc.exceptions:
+                for note in getattr(sub, "__notes__", []):
+                    name = getattr(note, "name", None)
+                    if isinstance(name, str):
+                        return name
+        for field in attrs.fields(type(obj)):
+            try:
+                dumps(self.converter.unstructure(getattr(obj, field.name), field.type))
+            except Exception:  # the field that breaks serialization is the one to name
+                return str(field.name)
+        return None
+
+    def _make_reader(self, name: str, version: int) -> Callable[[str], Any]:
+        current = self._current_version(name, version)
+        cls = self._by_name[name][0]
+        structure = self.converter.get_structure_hook(cls)
+        loads = json.loads
+        if version == current:
+            return lambda text: structure(loads(text), cls)
+        return lambda text: structure(self.upcast(name, version, loads(text)), cls)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc))
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _first_difference(obj: Any, back: Any) -> str | None:
+    if not attrs.has(type(obj)):
+        return None
+    for field in attrs.fields(type(obj)):
+        if getattr(obj, field.name) != getattr(back, field.name):
+            return str(field.name)
+    return None

@@ -1,0 +1,77 @@
+"""Pure: run commands against an evolving state, checking each event serializes before use."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import attrs
+from returns.result import Failure, Result, Success
+
+from ._aggregate import Aggregate
+from ._codec import Codec, InvalidPayload
+from ._errors import CommandError, ConfigurationError, EventValidationError
+
+S = TypeVar("S")
+
+
+@attrs.frozen
+class Decided:
+    """One event a command produced, already serialized."""
+
+    event: object
+    type: str
+    schema_version: int
+    data: str
+    command: object
+
+
+def decide_all(
+    aggregate: Aggregate[S],
+    codec: Codec,
+    stream_id: str | None,
+    state: S,
+    commands: Sequence[object],
+) -> Result[tuple[S, list[Decided]], CommandError]:
+    """The state after every command and the events they produced, or the first rejection."""
+    decided: list[Decided] = []
+    for command in commands:
+        result = aggregate.run(command, state, stream_id=stream_id)
+        if isinstance(result, Failure):
+            return Failure(result.failure())
+        for event in result.unwrap():
+            evolve = aggregate.evolver(event)  # ConfigurationError when there is none
+            encoded = _encode(aggregate, codec, stream_id, event, command)
+            if isinstance(encoded, Failure):
+                return encoded
+            decided.append(encoded.unwrap())
+            state = evolve(state, event)
+    return Success((state, decided))
+
+
+def _encode(
+    aggregate: Aggregate[Any], codec: Codec, stream_id: str | None, event: object, command: object
+) -> Result[Decided, CommandError]:
+    cls = type(event)
+    if not codec.knows(cls):
+        raise ConfigurationError(
+            f"aggregate {aggregate.name!r} emitted {cls.__qualname__}, "
+            "which has no evolve of its own"
+        )
+    type_name, version = codec.name_of(cls)
+    try:
+        data = codec.encode(event)
+    except InvalidPayload as exc:
+        return Failure(
+            EventValidationError(
+                f"aggregate {aggregate.name!r}, stream {stream_id!r}: event {exc} "
+                f"(from command {type(command).__qualname__}); nothing appended",
+                aggregate=aggregate.name,
+                stream_id=stream_id,
+                command=command,
+                reason=exc.__cause__ or exc,
+                event_type=type_name,
+                field=exc.field,
+            )
+        )
+    return Success(Decided(event, type_name, version, data, command))

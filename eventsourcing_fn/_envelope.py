@@ -1,0 +1,122 @@
+"""Pure value types around events: the `Recorded` envelope, `Outcome`, `Loaded`, and `context`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+import attrs
+
+E = TypeVar("E")
+S = TypeVar("S")
+
+
+@attrs.frozen(repr=False)
+class Recorded(Generic[E]):
+    """An event as stored: the typed event plus where, when and why it was recorded."""
+
+    event: E
+    type: str
+    schema_version: int
+    stream_type: str
+    stream_id: str
+    version: int
+    position: int
+    event_id: UUID
+    recorded_at: datetime
+    actor_id: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"Recorded({self.event!r}, {self.stream_type}/{self.stream_id}"
+            f"@{self.version}, position={self.position})"
+        )
+
+
+@attrs.frozen
+class Outcome(Generic[S]):
+    """What `execute` did: the stream's new version, the events it appended and the new state."""
+
+    stream_id: str
+    version: int
+    events: tuple[Recorded[Any], ...]
+    state: S
+
+
+@attrs.frozen
+class Loaded(Generic[S]):
+    """A stream's state after `version` events (version 0: the stream does not exist yet)."""
+
+    stream_id: str
+    version: int
+    state: S
+
+
+@attrs.frozen
+class Context:
+    """Who and why, stamped on every event appended while it is current."""
+
+    actor_id: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+# The default is shared but never mutated: Context is frozen and contexts replace it whole.
+_current: ContextVar[Context] = ContextVar("eventsourcing_fn_context", default=Context())  # noqa: B039
+
+
+def current_context() -> Context:
+    """The context that events appended now would carry."""
+    return _current.get()
+
+
+_UNSET: Any = object()
+
+
+@contextmanager
+def context(
+    *,
+    actor_id: str | None = _UNSET,
+    correlation_id: str | None = _UNSET,
+    causation_id: str | None = _UNSET,
+    metadata: Mapping[str, Any] | None = None,
+) -> Iterator[Context]:
+    """Set actor, correlation, causation and metadata for events appended inside the block.
+
+    Nested contexts override field by field and merge their metadata; the values are
+    per thread and per asyncio task (contextvars).
+    """
+    outer = _current.get()
+    inner = Context(
+        actor_id=outer.actor_id if actor_id is _UNSET else actor_id,
+        correlation_id=outer.correlation_id if correlation_id is _UNSET else correlation_id,
+        causation_id=outer.causation_id if causation_id is _UNSET else causation_id,
+        metadata={**outer.metadata, **(metadata or {})},
+    )
+    token = _current.set(inner)
+    try:
+        yield inner
+    finally:
+        _current.reset(token)
+
+
+@attrs.frozen(repr=False)
+class ExpectedVersion:
+    """A symbolic expected version: `NEW` (the stream must not exist) or `ANY` (no check)."""
+
+    name: str
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+NEW = ExpectedVersion("NEW")
+ANY = ExpectedVersion("ANY")

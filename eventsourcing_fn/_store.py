@@ -1,0 +1,325 @@
+"""The event store: orchestration only — load, decide, append, snapshot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from uuid import uuid4
+
+import cattrs
+from returns.result import Failure, Result, Success
+
+from ._aggregate import Aggregate
+from ._codec import Codec, InvalidPayload, Upcaster, dumps
+from ._decision import Decided, decide_all
+from ._envelope import (
+    ANY,
+    NEW,
+    Context,
+    ExpectedVersion,
+    Loaded,
+    Outcome,
+    Recorded,
+    current_context,
+)
+from ._errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    EventSourcingError,
+    StorageError,
+    UnknownEventTypeError,
+)
+from ._stream_locks import StreamLocks
+from .storage import (
+    NewEvent,
+    Storage,
+    StoredEvent,
+    StoredSnapshot,
+    StreamAppend,
+    VersionConflict,
+    memory_storage,
+)
+
+S = TypeVar("S")
+
+
+class EventStore:
+    """Runs commands against aggregates and keeps their events in one storage."""
+
+    def __init__(
+        self,
+        storage: Storage | None = None,
+        *,
+        aggregates: Sequence[Aggregate[Any]] = (),
+        converter: cattrs.Converter | None = None,
+    ) -> None:
+        self.storage = storage if storage is not None else memory_storage()
+        self._aggregates: dict[str, Aggregate[Any]] = {}
+        upcasters: dict[tuple[str, int], Upcaster] = {}
+        for aggregate in aggregates:
+            if aggregate.name in self._aggregates:
+                raise ConfigurationError(f"two aggregates are named {aggregate.name!r}")
+            self._aggregates[aggregate.name] = aggregate
+            for key, fn in aggregate.upcasters.items():
+                if upcasters.setdefault(key, fn) is not fn:
+                    raise ConfigurationError(
+                        f"two upcasters for event type {key[0]!r} from version {key[1]}"
+                    )
+        self.codec = Codec(
+            (cls for a in aggregates for cls in a.event_classes), upcasters, converter
+        )
+        self._locks = StreamLocks()
+        self._in_transaction: ContextVar[bool] = ContextVar("in_transaction", default=False)
+
+    def __repr__(self) -> str:
+        return f"EventStore({self.storage.name}, aggregates={sorted(self._aggregates)})"
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the storage's connections."""
+        self.storage.close()
+
+    # -- commands -------------------------------------------------------------------------
+
+    def execute(
+        self,
+        aggregate: Aggregate[S],
+        stream_id: str | None,
+        *commands: object,
+        expected_version: int | ExpectedVersion | None = None,
+        max_retries: int = 0,
+    ) -> Result[Outcome[S], EventSourcingError]:
+        """Apply `commands` in order to one stream and append their events atomically.
+
+        `stream_id=None` starts a new stream with a generated UUID id. `expected_version`
+        defaults to the loaded version (then a lost race is retried `max_retries` times).
+        """
+        self._check(aggregate)
+        new = stream_id is None
+        sid = str(uuid4()) if stream_id is None else stream_id
+        if expected_version == 0:
+            expected_version = NEW
+        nested = self._in_transaction.get()
+        retry = expected_version is None and not nested
+        for attempt in range(max_retries + 1 if retry else 1):
+            try:
+                return self._execute_once(aggregate, sid, commands, expected_version, new)
+            except VersionConflict as conflict:
+                if attempt == max_retries or not retry:
+                    return Failure(self._conflict(aggregate, sid, commands, conflict))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _execute_once(
+        self,
+        aggregate: Aggregate[S],
+        sid: str,
+        commands: Sequence[object],
+        expected: int | ExpectedVersion | None,
+        new: bool,
+    ) -> Result[Outcome[S], EventSourcingError]:
+        name = aggregate.name
+        lock = nullcontext() if self._in_transaction.get() else self._locks.hold(name, sid)
+        with lock, self.storage.transaction():
+            self.storage.lock_stream(name, sid)
+            loaded = Loaded(sid, 0, aggregate.initial) if new else self._load(aggregate, sid)
+            wanted = 0 if expected is NEW else expected
+            if isinstance(wanted, int) and wanted != loaded.version:
+                conflict = VersionConflict(name, sid, wanted, loaded.version)
+                return Failure(self._conflict(aggregate, sid, commands, conflict))
+            decided = decide_all(aggregate, self.codec, sid, loaded.state, commands)
+            if isinstance(decided, Failure):
+                return Failure(decided.failure())
+            state, events = decided.unwrap()
+            if not events:
+                return Success(Outcome(sid, loaded.version, (), state))
+            ctx = current_context()
+            after = None if expected is ANY else loaded.version
+            rows = self.storage.append([_batch(name, sid, after, events, ctx)])
+            self._maybe_snapshot(aggregate, sid, rows[0].version - 1, rows[-1].version, state)
+        recorded = tuple(
+            _recorded(d.event, row, dict(ctx.metadata)) for d, row in zip(events, rows, strict=True)
+        )
+        return Success(Outcome(sid, rows[-1].version, recorded, state))
+
+    def _maybe_snapshot(
+        self, aggregate: Aggregate[Any], sid: str, before: int, after: int, state: object
+    ) -> None:
+        every = aggregate.snapshot_every
+        if every is None or before // every == after // every:
+            return
+        try:
+            data = self.codec.encode(state)
+        except InvalidPayload as exc:
+            raise ConfigurationError(
+                f"aggregate {aggregate.name!r}: its state cannot be snapshotted ({exc})"
+            ) from exc
+        self.storage.write_snapshot(
+            StoredSnapshot(aggregate.name, sid, after, aggregate.snapshot_version, data)
+        )
+
+    def _conflict(
+        self,
+        aggregate: Aggregate[Any],
+        sid: str,
+        commands: Sequence[object],
+        conflict: VersionConflict,
+    ) -> ConcurrencyError:
+        return ConcurrencyError(
+            f"aggregate {aggregate.name!r}, stream {sid!r}: expected version "
+            f"{'NEW' if conflict.expected == 0 else conflict.expected}, "
+            f"found {conflict.actual}; nothing appended",
+            aggregate=aggregate.name,
+            stream_id=sid,
+            command=commands[0] if len(commands) == 1 else tuple(commands),
+            expected=conflict.expected,
+            actual=conflict.actual,
+        )
+
+    # -- reading --------------------------------------------------------------------------
+
+    def load(
+        self,
+        aggregate: Aggregate[S],
+        stream_id: str,
+        *,
+        at_version: int | None = None,
+        at: datetime | None = None,
+    ) -> Loaded[S]:
+        """The stream's state now, after `at_version` events, or as of the aware datetime `at`."""
+        self._check(aggregate)
+        if at is None:
+            return self._load(aggregate, stream_id, at_version)
+        if at.tzinfo is None:
+            raise TypeError(f"load(at={at!r}): a naive datetime is ambiguous, give a timezone")
+        rows = self.storage.read_stream(aggregate.name, stream_id, 0, at_version)
+        rows = [row for row in rows if row.recorded_at <= at]
+        state = aggregate.fold(self._decode(row) for row in rows)
+        return Loaded(stream_id, rows[-1].version if rows else 0, state)
+
+    def _load(self, aggregate: Aggregate[S], sid: str, up_to: int | None = None) -> Loaded[S]:
+        state, version = aggregate.initial, 0
+        if aggregate.snapshot_every is not None:
+            snap = self.storage.read_snapshot(aggregate.name, sid, up_to)
+            if snap is not None and snap.snapshot_version == aggregate.snapshot_version:
+                try:
+                    state = self.codec.decode_state(snap.data, type(aggregate.initial))
+                    version = snap.version
+                except Exception:  # an unreadable snapshot is ignored: rebuild from events
+                    state, version = aggregate.initial, 0
+        rows = self.storage.read_stream(aggregate.name, sid, version, up_to)
+        for row in rows:
+            event = self._decode(row)
+            state = aggregate.evolver(event)(state, event)
+        return Loaded(sid, rows[-1].version if rows else version, state)
+
+    def events(self, aggregate: Aggregate[Any], stream_id: str) -> list[Recorded[Any]]:
+        """Every event of one stream, in version order."""
+        self._check(aggregate)
+        rows = self.storage.read_stream(aggregate.name, stream_id, 0, None)
+        return [self._record(row) for row in rows]
+
+    def read_all(self, after: int = 0) -> Iterator[Recorded[Any]]:
+        """The global log after position `after`, in position order."""
+        for row in self.storage.iter_all(after):
+            yield self._record(row)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One storage transaction around the block; a nested one joins the outer."""
+        if self._in_transaction.get():
+            yield
+            return
+        token = self._in_transaction.set(True)
+        try:
+            with self.storage.transaction():
+                yield
+        finally:
+            self._in_transaction.reset(token)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _check(self, aggregate: Aggregate[Any]) -> None:
+        if self._aggregates.get(getattr(aggregate, "name", None)) is not aggregate:  # type: ignore[arg-type]
+            raise ConfigurationError(f"{aggregate!r} is not registered with this store")
+
+    def _decode(self, row: StoredEvent) -> Any:
+        where = (
+            f"stream {row.stream_type}/{row.stream_id!r} version {row.version} "
+            f"at position {row.position}"
+        )
+        try:
+            read = self.codec.reader(row.type, row.schema_version)
+        except UnknownEventTypeError as exc:
+            raise UnknownEventTypeError(
+                f"{exc} ({where})", type_name=row.type, version=row.schema_version
+            ) from None
+        try:
+            return read(row.data)
+        except Exception as exc:  # corrupt or mismatched stored data is a fault, named
+            raise StorageError(
+                f"cannot read event {row.type!r} version {row.schema_version} in {where}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _record(self, row: StoredEvent) -> Recorded[Any]:
+        try:
+            metadata = json.loads(row.metadata)
+        except ValueError as exc:
+            raise StorageError(
+                f"corrupt metadata of stream {row.stream_type}/{row.stream_id!r} "
+                f"version {row.version} at position {row.position}: {exc}"
+            ) from exc
+        return _recorded(self._decode(row), row, metadata)
+
+
+def _batch(
+    stream_type: str, sid: str, expected: int | None, events: Sequence[Decided], ctx: Context
+) -> StreamAppend:
+    metadata = dumps(dict(ctx.metadata))
+    now = datetime.now(UTC)
+    return StreamAppend(
+        stream_type,
+        sid,
+        expected,
+        [
+            NewEvent(
+                type=d.type,
+                schema_version=d.schema_version,
+                data=d.data,
+                event_id=uuid4(),
+                recorded_at=now,
+                actor_id=ctx.actor_id,
+                correlation_id=ctx.correlation_id,
+                causation_id=ctx.causation_id,
+                metadata=metadata,
+            )
+            for d in events
+        ],
+    )
+
+
+def _recorded(event: object, row: StoredEvent, metadata: Any) -> Recorded[Any]:
+    return Recorded(
+        event=event,
+        type=row.type,
+        schema_version=row.schema_version,
+        stream_type=row.stream_type,
+        stream_id=row.stream_id,
+        version=row.version,
+        position=row.position,
+        event_id=row.event_id,
+        recorded_at=row.recorded_at,
+        actor_id=row.actor_id,
+        correlation_id=row.correlation_id,
+        causation_id=row.causation_id,
+        metadata=metadata,
+    )
