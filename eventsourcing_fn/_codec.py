@@ -88,9 +88,12 @@ class InvalidPayload(ValueError):
         self.field = field
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text; never falls back to str() for unknown types."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 class Codec:
@@ -109,6 +112,7 @@ class Codec:
         for cls in classes:
             self.add(cls)
         self._readers: dict[tuple[str, int], Callable[[str], Any]] = {}
+        self._hooks: dict[type, tuple[Callable[[Any], Any], Callable[[Any, type], Any]]] = {}
 
     def add(self, cls: type) -> None:
         """Know `cls` by its type name; two classes claiming one name is a ConfigurationError."""
@@ -134,10 +138,16 @@ class Codec:
     def encode(self, obj: Any) -> str:
         """JSON text of `obj`, checked to read back equal; `InvalidPayload` otherwise."""
         cls = type(obj)
+        hooks = self._hooks.get(cls)
+        if hooks is None:
+            conv = self.converter
+            hooks = self._hooks[cls] = (
+                conv.get_unstructure_hook(cls),
+                conv.get_structure_hook(cls),
+            )
         try:
-            data = self.converter.unstructure(obj, unstructure_as=cls)
-            text = dumps(data)
-            back = self.converter.structure(json.loads(text), cls)
+            text = _ENCODER.encode(hooks[0](obj))
+            back = hooks[1](json.loads(text), cls)
         except Exception as exc:  # any failure here means: not serializable as annotated
             field = self._failing_field(obj, exc)
             raise InvalidPayload(self.name_of(cls)[0], field, _why(exc)) from exc

@@ -8,8 +8,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
-import attrs
-
 from ._record import (
     Checkpoint,
     Storage,
@@ -80,7 +78,15 @@ def memory_storage() -> Storage:
                 stream_id=batch.stream_id,
                 version=actual + i,
                 position=len(log) + i,
-                **attrs.asdict(event, recurse=False),
+                type=event.type,
+                schema_version=event.schema_version,
+                data=event.data,
+                event_id=event.event_id,
+                recorded_at=event.recorded_at,
+                actor_id=event.actor_id,
+                correlation_id=event.correlation_id,
+                causation_id=event.causation_id,
+                metadata=event.metadata,
             )
             for i, event in enumerate(batch.events, start=1)
         ]
