@@ -24,7 +24,7 @@ def test_demo_starts_then_continues(tmp_path: Path) -> None:
     assert "state at version 3: Account(owner='ann', balance=70)" in first
     assert "time travel, at version 2: Account(owner='ann', balance=100)" in first
     assert "continuing at version 3" in second[1]
-    assert "state at version 4: Account(owner='ann', balance=170)" in second
+    assert "state at version 5: Account(owner='ann', balance=140)" in second
 
 
 def test_demo_fresh_restarts(tmp_path: Path) -> None:

@@ -56,6 +56,11 @@ def memory_storage() -> Storage:
 
     def append(batches: Sequence[StreamAppend]) -> Sequence[StoredEvent]:
         with transaction():
+            for batch in batches:  # check every stream first, so a conflict writes nothing
+                actual = len(streams.get((batch.stream_type, batch.stream_id), ()))
+                expected = batch.expected_version
+                if expected is not None and expected != actual:
+                    raise VersionConflict(batch.stream_type, batch.stream_id, expected, actual)
             out: list[StoredEvent] = []
             for batch in batches:
                 out.extend(_append_stream(batch))

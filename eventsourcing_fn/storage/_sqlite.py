@@ -1,0 +1,451 @@
+"""SQLite storage: one database file shared by threads and processes, stdlib `sqlite3` only."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from .._errors import StorageError
+from ._record import (
+    Checkpoint,
+    Storage,
+    StoredEvent,
+    StoredSnapshot,
+    StreamAppend,
+    VersionConflict,
+)
+
+_T = TypeVar("_T")
+
+_SCHEMA = """\
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY,  -- log order: commit order, as writers are serialised
+    stream_type TEXT NOT NULL, stream_id TEXT NOT NULL, version INTEGER NOT NULL,
+    type TEXT NOT NULL, schema_version INTEGER NOT NULL, data TEXT NOT NULL,  -- data: JSON
+    event_id TEXT NOT NULL,  -- canonical UUID text
+    recorded_at TEXT NOT NULL,  -- ISO 8601 in UTC with microseconds: sorts as time does
+    actor_id TEXT, correlation_id TEXT, causation_id TEXT, metadata TEXT NOT NULL,
+    UNIQUE (stream_type, stream_id, version)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream_type TEXT NOT NULL, stream_id TEXT NOT NULL, version INTEGER NOT NULL,
+    snapshot_version INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (stream_type, stream_id, version)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    name TEXT PRIMARY KEY, position INTEGER NOT NULL, state TEXT
+);
+CREATE TABLE IF NOT EXISTS documents (
+    projection TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (projection, key)
+);
+"""
+_TABLES = ("events", "snapshots", "checkpoints", "documents")
+
+_BEGIN = "BEGIN IMMEDIATE"
+_COMMIT = "COMMIT"
+_COUNT_TABLES = (
+    "SELECT count(*) FROM sqlite_master"
+    " WHERE type = 'table' AND name IN ('events', 'snapshots', 'checkpoints', 'documents')"
+)
+_LAST_POSITION = "SELECT coalesce(max(position), 0) FROM events"
+_STREAM_END = "SELECT coalesce(max(version), 0) FROM events WHERE stream_type = ? AND stream_id = ?"
+_INSERT_EVENT = (
+    "INSERT INTO events (position, stream_type, stream_id, version, type, schema_version, data,"
+    " event_id, recorded_at, actor_id, correlation_id, causation_id, metadata)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# Columns in `StoredEvent` field order, so a row maps onto the constructor positionally.
+_EVENT_COLUMNS = (
+    "SELECT stream_type, stream_id, version, position, type, schema_version, data, event_id,"
+    " recorded_at, actor_id, correlation_id, causation_id, metadata FROM events"
+)
+_READ_STREAM = (
+    f"{_EVENT_COLUMNS} WHERE stream_type = ? AND stream_id = ? AND version > ? ORDER BY version"
+)
+_READ_STREAM_UP_TO = (
+    f"{_EVENT_COLUMNS} WHERE stream_type = ? AND stream_id = ? AND version > ? AND version <= ?"
+    " ORDER BY version"
+)
+_READ_ALL = f"{_EVENT_COLUMNS} WHERE position > ? ORDER BY position LIMIT ?"
+_SNAPSHOT_COLUMNS = "SELECT stream_type, stream_id, version, snapshot_version, data FROM snapshots"
+_READ_SNAPSHOT = (
+    f"{_SNAPSHOT_COLUMNS} WHERE stream_type = ? AND stream_id = ? ORDER BY version DESC LIMIT 1"
+)
+_READ_SNAPSHOT_UP_TO = (
+    f"{_SNAPSHOT_COLUMNS} WHERE stream_type = ? AND stream_id = ? AND version <= ?"
+    " ORDER BY version DESC LIMIT 1"
+)
+_WRITE_SNAPSHOT = (
+    "INSERT OR REPLACE INTO snapshots (stream_type, stream_id, version, snapshot_version, data)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+_READ_CHECKPOINT = "SELECT name, position, state FROM checkpoints WHERE name = ?"
+_WRITE_CHECKPOINT = (
+    "INSERT INTO checkpoints (name, position, state) VALUES (?, ?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET position = excluded.position, state = excluded.state"
+)
+_GET_DOCUMENT = "SELECT data FROM documents WHERE projection = ? AND key = ?"
+_PUT_DOCUMENT = (
+    "INSERT INTO documents (projection, key, data) VALUES (?, ?, ?)"
+    " ON CONFLICT (projection, key) DO UPDATE SET data = excluded.data"
+)
+_DELETE_DOCUMENT = "DELETE FROM documents WHERE projection = ? AND key = ?"
+# Default BINARY collation orders UTF-8 bytes, which is code point order: Python's `sorted`.
+_ALL_DOCUMENTS = "SELECT key, data FROM documents WHERE projection = ? ORDER BY key"
+_CLEAR_DOCUMENTS = "DELETE FROM documents WHERE projection = ?"
+
+_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's write transaction
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+# Bumped in a forked child: connections inherited across fork() must never be used there.
+_forks = [0]
+os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
+
+def sqlite_schema() -> str:
+    """The DDL `sqlite_storage` runs (idempotently) on a new database file."""
+    return _SCHEMA
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced and knows which fork generation opened it."""
+
+    __slots__ = ("__weakref__", "fork")
+    fork: int
+
+
+class _Transaction:
+    """The connection of the current outermost `transaction()`; `failed` once a write faulted."""
+
+    __slots__ = ("conn", "failed")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.failed = False
+
+
+def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
+    """A storage in the SQLite file at `path`, created with its schema if missing.
+
+    The file is opened and checked at construction: a file that is not a SQLite database (or
+    whose tables cannot be read) raises `StorageError` here. Any later `sqlite3` fault surfaces
+    as `StorageError` naming the path. One connection per thread; `transaction()` joins nesting
+    calls and every callable inside it uses the transaction's connection.
+    """
+    name = os.fspath(path)
+    local = threading.local()
+    opened: weakref.WeakSet[_Connection] = weakref.WeakSet()
+    orphans: list[sqlite3.Connection] = []  # inherited over fork(): kept, never used or closed
+    guard = threading.Lock()
+    closed = False
+    current: ContextVar[_Transaction | None] = ContextVar("sqlite_transaction", default=None)
+
+    def fault(what: str, exc: BaseException) -> StorageError:
+        return StorageError(f"SQLite database {name!r}: {what} failed: {exc}")
+
+    def connection() -> sqlite3.Connection:
+        conn: _Connection | None = getattr(local, "conn", None)
+        if conn is not None and conn.fork == _forks[0]:
+            return conn
+        with guard:
+            if closed:
+                raise StorageError(f"SQLite database {name!r}: storage is closed")
+            if conn is not None:
+                orphans.append(conn)
+            conn = _open(name)
+            opened.add(conn)
+        local.conn = conn
+        return conn
+
+    # `what` names the operation for an error message: built only when one is raised.
+    def write(what: Callable[[], str], work: Callable[[sqlite3.Connection], _T]) -> _T:
+        tx = current.get()
+        if tx is not None:
+            try:
+                return work(tx.conn)
+            except VersionConflict:
+                raise  # checked before anything is written
+            except BaseException as exc:
+                tx.failed = True  # something may be half-written: the transaction must not commit
+                if isinstance(exc, sqlite3.Error):
+                    raise fault(what(), exc) from exc
+                raise
+        try:
+            conn = connection()
+        except sqlite3.Error as exc:
+            raise fault(what(), exc) from exc
+        try:
+            conn.execute(_BEGIN)
+            result = work(conn)
+            conn.execute(_COMMIT)
+            return result
+        except BaseException as exc:
+            _rollback(conn)
+            if isinstance(exc, sqlite3.Error):
+                raise fault(what(), exc) from exc
+            raise
+
+    def execute(label: str, sql: str, params: tuple[object, ...]) -> None:
+        write(lambda: f"{label}{params!r}", lambda conn: conn.execute(sql, params))
+
+    def read(label: str, sql: str, params: tuple[object, ...]) -> list[Any]:
+        tx = current.get()
+        try:
+            return (connection() if tx is None else tx.conn).execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise fault(f"{label}{params!r}", exc) from exc
+
+    @contextmanager
+    def transaction() -> Iterator[None]:
+        if current.get() is not None:
+            yield  # nested: join the outer transaction
+            return
+        try:
+            conn = connection()
+            conn.execute(_BEGIN)
+        except sqlite3.Error as exc:
+            raise fault("beginning a transaction", exc) from exc
+        tx = _Transaction(conn)
+        token = current.set(tx)
+        try:
+            yield
+        except BaseException:
+            _rollback(conn)
+            raise
+        finally:
+            current.reset(token)
+        if tx.failed:
+            _rollback(conn)
+            raise StorageError(
+                f"SQLite database {name!r}: transaction rolled back after a failed write inside it"
+            )
+        try:
+            conn.execute(_COMMIT)
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            raise fault("commit", exc) from exc
+
+    def append(batches: Sequence[StreamAppend]) -> Sequence[StoredEvent]:
+        return write(
+            lambda: "append to " + ", ".join(f"{b.stream_type}/{b.stream_id!r}" for b in batches),
+            lambda conn: _append(conn, batches),
+        )
+
+    def read_stream(
+        stream_type: str, stream_id: str, after: int, up_to: int | None
+    ) -> Sequence[StoredEvent]:
+        if up_to is None:
+            return _events(read("read_stream", _READ_STREAM, (stream_type, stream_id, after)))
+        params = (stream_type, stream_id, after, up_to)
+        return _events(read("read_stream", _READ_STREAM_UP_TO, params))
+
+    def read_all(after: int, limit: int) -> Sequence[StoredEvent]:
+        return _events(read("read_all", _READ_ALL, (after, limit)))
+
+    def read_snapshot(stream_type: str, stream_id: str, up_to: int | None) -> StoredSnapshot | None:
+        if up_to is None:
+            rows = read("read_snapshot", _READ_SNAPSHOT, (stream_type, stream_id))
+        else:
+            rows = read("read_snapshot", _READ_SNAPSHOT_UP_TO, (stream_type, stream_id, up_to))
+        return StoredSnapshot(*rows[0]) if rows else None
+
+    def write_snapshot(s: StoredSnapshot) -> None:
+        params = (s.stream_type, s.stream_id, s.version, s.snapshot_version, s.data)
+        execute("write_snapshot", _WRITE_SNAPSHOT, params)
+
+    def read_checkpoint(checkpoint: str) -> Checkpoint | None:
+        rows = read("read_checkpoint", _READ_CHECKPOINT, (checkpoint,))
+        return Checkpoint(*rows[0]) if rows else None
+
+    def write_checkpoint(c: Checkpoint) -> None:
+        execute("write_checkpoint", _WRITE_CHECKPOINT, (c.name, c.position, c.state))
+
+    def get_document(projection: str, key: str) -> str | None:
+        rows = read("get_document", _GET_DOCUMENT, (projection, key))
+        return rows[0][0] if rows else None
+
+    def put_document(projection: str, key: str, data: str | None) -> None:
+        if data is None:
+            execute("put_document", _DELETE_DOCUMENT, (projection, key))
+        else:
+            execute("put_document", _PUT_DOCUMENT, (projection, key, data))
+
+    def all_documents(projection: str) -> Sequence[tuple[str, str]]:
+        return read("all_documents", _ALL_DOCUMENTS, (projection,))
+
+    def clear_documents(projection: str) -> None:
+        execute("clear_documents", _CLEAR_DOCUMENTS, (projection,))
+
+    def lock_stream(stream_type: str, stream_id: str) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already serialises every writer of the file."""
+
+    def close() -> None:
+        nonlocal closed
+        with guard:
+            closed = True
+            for conn in list(opened):
+                if conn.fork == _forks[0]:
+                    conn.close()
+            opened.clear()
+
+    try:
+        _ensure_schema(connection())
+    except sqlite3.Error as exc:
+        close()
+        raise fault("opening", exc) from exc
+    return Storage(
+        name="sqlite",
+        append=append,
+        read_stream=read_stream,
+        read_all=read_all,
+        read_snapshot=read_snapshot,
+        write_snapshot=write_snapshot,
+        read_checkpoint=read_checkpoint,
+        write_checkpoint=write_checkpoint,
+        get_document=get_document,
+        put_document=put_document,
+        all_documents=all_documents,
+        clear_documents=clear_documents,
+        lock_stream=lock_stream,
+        transaction=transaction,
+        close=close,
+    )
+
+
+def _open(path: str) -> _Connection:
+    """A new connection in autocommit mode (we issue BEGIN/COMMIT), WAL, synchronous=NORMAL."""
+    conn = sqlite3.connect(
+        path,
+        timeout=_BUSY_TIMEOUT,
+        isolation_level=None,
+        check_same_thread=False,  # used by one thread at a time; `close()` may run on another
+        factory=_Connection,
+    )
+    conn.fork = _forks[0]
+    try:
+        _use_wal(conn)
+        # Under WAL, NORMAL makes a commit durable against a process crash and keeps the database
+        # consistent on power loss (the last commits may roll back): what most apps mean by
+        # "durable", at a fraction of FULL's fsync cost per commit.
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL (persistent, so usually already done), retrying while locked."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode == "wal":
+                return
+            if mode == "memory":  # ":memory:" has no file for other threads or processes to share
+                raise sqlite3.OperationalError("an in-memory database cannot be shared")
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            # Switching needs an exclusive lock and SQLite does not wait for it through the busy
+            # handler: processes opening a new file at once collide here, so wait and re-check.
+            busy = getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create missing tables (under the write lock, so concurrent openers agree), then probe."""
+    if conn.execute(_COUNT_TABLES).fetchone()[0] != len(_TABLES):
+        conn.execute(_BEGIN)
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(_COMMIT)
+        except BaseException:
+            _rollback(conn)
+            raise
+    # Touch the last page of each table and of the stream index: cheap, and it catches a file
+    # truncated after its header instead of failing later in the middle of a read.
+    conn.execute(_LAST_POSITION).fetchone()
+    conn.execute("SELECT max(stream_type) FROM events").fetchone()
+    for table in _TABLES[1:]:
+        conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()  # constant table names
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may already have rolled back (e.g. after an I/O error): nothing to undo then.
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def _append(conn: sqlite3.Connection, batches: Sequence[StreamAppend]) -> list[StoredEvent]:
+    """Check every expected version first, then insert all rows: a conflict writes nothing."""
+    ends: dict[tuple[str, str], int] = {}
+    starts: list[tuple[StreamAppend, int]] = []
+    for batch in batches:
+        key = (batch.stream_type, batch.stream_id)
+        actual = ends.get(key)
+        if actual is None:
+            actual = conn.execute(_STREAM_END, key).fetchone()[0]
+        expected = batch.expected_version
+        if expected is not None and expected != actual:
+            raise VersionConflict(batch.stream_type, batch.stream_id, expected, actual)
+        starts.append((batch, actual))
+        ends[key] = actual + len(batch.events)
+    # Writers hold the write lock from BEGIN IMMEDIATE to COMMIT, so positions taken here are
+    # committed in position order: a reader never sees position p before p - 1 commits.
+    position: int = conn.execute(_LAST_POSITION).fetchone()[0]
+    rows: list[StoredEvent] = []
+    params: list[tuple[object, ...]] = []
+    for batch, version in starts:
+        stream_type, stream_id = batch.stream_type, batch.stream_id
+        for e in batch.events:
+            version += 1
+            position += 1
+            at = e.recorded_at if e.recorded_at.tzinfo is UTC else _utc(e.recorded_at)
+            params.append(
+                (
+                    position, stream_type, stream_id, version, e.type, e.schema_version,
+                    e.data, str(e.event_id), at.isoformat(timespec="microseconds"),
+                    e.actor_id, e.correlation_id, e.causation_id, e.metadata,
+                )
+            )  # fmt: skip
+            rows.append(
+                StoredEvent(
+                    stream_type, stream_id, version, position, e.type, e.schema_version,
+                    e.data, e.event_id, at, e.actor_id, e.correlation_id, e.causation_id,
+                    e.metadata,
+                )
+            )  # fmt: skip
+    conn.executemany(_INSERT_EVENT, params)
+    return rows
+
+
+def _utc(at: datetime) -> datetime:
+    if at.utcoffset() is None:
+        raise ValueError(f"recorded_at must be an aware datetime, got {at!r}")
+    return at.astimezone(UTC)
+
+
+_fromiso = datetime.fromisoformat
+
+
+def _events(rows: list[Any]) -> list[StoredEvent]:
+    """Rows in `_EVENT_COLUMNS` order as `StoredEvent`s (the hot read path: no per-row calls)."""
+    return [
+        StoredEvent(st, sid, v, p, t, sv, d, UUID(eid), _fromiso(at), a, c, ca, m)
+        for st, sid, v, p, t, sv, d, eid, at, a, c, ca, m in rows
+    ]

@@ -1,0 +1,535 @@
+"""The storage contract: every backend behaves as the in-memory reference does."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from eventsourcing_fn.storage import (
+    Checkpoint,
+    NewEvent,
+    Storage,
+    StoredEvent,
+    StoredSnapshot,
+    StreamAppend,
+    VersionConflict,
+)
+
+StorageFactory = Callable[[], Storage]  # the conftest fixture: storages on one database
+
+
+def new_event(n: int = 0, **overrides: object) -> NewEvent:
+    """A serialized event with fresh id and timestamp."""
+    fields: dict[str, object] = {
+        "type": "Happened",
+        "schema_version": 1,
+        "data": f'{{"n": {n}}}',
+        "event_id": uuid.uuid4(),
+        "recorded_at": datetime.now(UTC),
+    }
+    fields.update(overrides)
+    return NewEvent(**fields)  # type: ignore[arg-type]
+
+
+def events(count: int) -> list[NewEvent]:
+    """`count` distinct serialized events."""
+    return [new_event(i) for i in range(count)]
+
+
+def append(
+    storage: Storage,
+    stream_id: str,
+    count: int = 1,
+    expected: int | None = None,
+    stream_type: str = "account",
+) -> Sequence[StoredEvent]:
+    """Append `count` events to one stream."""
+    return storage.append([StreamAppend(stream_type, stream_id, expected, events(count))])
+
+
+def versions(storage: Storage, stream_id: str, stream_type: str = "account") -> list[int]:
+    """The versions stored for one stream, in order."""
+    return [row.version for row in storage.read_stream(stream_type, stream_id, 0, None)]
+
+
+def positions(storage: Storage) -> list[int]:
+    """Every position in the log, in the order `iter_all` yields them."""
+    return [row.position for row in storage.iter_all()]
+
+
+class Boom(Exception):
+    """Raised inside a transaction to make it roll back."""
+
+
+def fail_in_transaction(storage: Storage, work: Callable[[], object]) -> None:
+    """Run `work` in a transaction, then raise Boom out of it."""
+    with storage.transaction():
+        work()
+        raise Boom
+
+
+class TestAppend:
+    def test_versions_count_from_one(self, storage: Storage) -> None:
+        """A new stream's events get versions 1..n in the order given."""
+        rows = append(storage, "s", 3, expected=0)
+        assert [r.version for r in rows] == [1, 2, 3]
+
+    def test_positions_start_at_one_and_increase(self, storage: Storage) -> None:
+        """Positions are at least 1 and strictly increase across appends."""
+        rows = [*append(storage, "a", 2), *append(storage, "b", 3), *append(storage, "a", 1)]
+        assert rows[0].position >= 1
+        assert all(x.position < y.position for x, y in itertools.pairwise(rows))
+
+    def test_later_append_continues_versions(self, storage: Storage) -> None:
+        """A second append to a stream continues from its last version."""
+        append(storage, "s", 2, expected=0)
+        rows = append(storage, "s", 2, expected=2)
+        assert [r.version for r in rows] == [3, 4]
+
+    def test_returned_rows_equal_stored_rows(self, storage: Storage) -> None:
+        """The rows `append` returns are exactly the rows read back."""
+        rows = append(storage, "s", 3)
+        assert list(storage.read_stream("account", "s", 0, None)) == list(rows)
+
+    def test_rows_returned_in_the_order_given(self, storage: Storage) -> None:
+        """A multi-stream append returns every stream's rows in the order given."""
+        rows = storage.append(
+            [StreamAppend("account", "a", 0, events(2)), StreamAppend("account", "b", 0, events(1))]
+        )
+        assert [(r.stream_id, r.version) for r in rows] == [("a", 1), ("a", 2), ("b", 1)]
+
+    def test_fields_round_trip_exactly(self, storage: Storage) -> None:
+        """Every field, including microseconds and the UUID, reads back unchanged."""
+        at = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC)
+        event = NewEvent(
+            type="Renamed",
+            schema_version=3,
+            data='{"name": "\\u00e9t\\u00e9",  "x": [1, 2.5, null]}',
+            event_id=uuid.UUID("12345678-1234-5678-1234-567812345678"),
+            recorded_at=at,
+            actor_id="ann",
+            correlation_id="corr",
+            causation_id="cause",
+            metadata='{"ip": "10.0.0.1"}',
+        )
+        storage.append([StreamAppend("account", "s", 0, [event])])
+        (row,) = storage.read_stream("account", "s", 0, None)
+        assert attrs.asdict(row, recurse=False) == {
+            **attrs.asdict(event, recurse=False),
+            "stream_type": "account",
+            "stream_id": "s",
+            "version": 1,
+            "position": row.position,
+        }
+        assert row.recorded_at.utcoffset() == timedelta(0)
+        assert isinstance(row.event_id, uuid.UUID)
+
+    def test_zero_microseconds_round_trip(self, storage: Storage) -> None:
+        """A timestamp on a whole second reads back equal and aware."""
+        at = datetime(2024, 1, 1, tzinfo=UTC)
+        storage.append([StreamAppend("account", "s", 0, [new_event(recorded_at=at)])])
+        (row,) = storage.read_stream("account", "s", 0, None)
+        assert row.recorded_at == at
+        assert row.recorded_at.utcoffset() == timedelta(0)
+
+    def test_absent_optional_fields_stay_none(self, storage: Storage) -> None:
+        """actor, correlation and causation ids that were None read back as None."""
+        append(storage, "s")
+        (row,) = storage.read_stream("account", "s", 0, None)
+        assert (row.actor_id, row.correlation_id, row.causation_id) == (None, None, None)
+        assert row.metadata == "{}"
+
+
+class TestExpectedVersion:
+    def test_conflict_raises_with_versions(self, storage: Storage) -> None:
+        """A wrong expected version raises VersionConflict carrying expected and actual."""
+        append(storage, "s", 2)
+        with pytest.raises(VersionConflict) as info:
+            append(storage, "s", 1, expected=1)
+        assert (info.value.stream_type, info.value.stream_id) == ("account", "s")
+        assert (info.value.expected, info.value.actual) == (1, 2)
+
+    def test_conflict_appends_nothing(self, storage: Storage) -> None:
+        """A conflicting append leaves the stream and the log as they were."""
+        append(storage, "s", 2)
+        with pytest.raises(VersionConflict):
+            append(storage, "s", 3, expected=0)
+        assert versions(storage, "s") == [1, 2]
+        assert len(positions(storage)) == 2
+
+    def test_conflict_on_second_stream_appends_nothing(self, storage: Storage) -> None:
+        """A conflict on the second stream of one append leaves the first untouched too."""
+        append(storage, "b", 1)
+        with pytest.raises(VersionConflict) as info:
+            storage.append(
+                [StreamAppend("account", "a", 0, events(2)), StreamAppend("account", "b", 0, [])]
+            )
+        assert info.value.stream_id == "b"
+        assert versions(storage, "a") == []
+        assert len(positions(storage)) == 1
+
+    def test_new_stream_expected_zero(self, storage: Storage) -> None:
+        """Expected version 0 means the stream must not exist yet."""
+        append(storage, "s", 1, expected=0)
+        with pytest.raises(VersionConflict) as info:
+            append(storage, "s", 1, expected=0)
+        assert info.value.actual == 1
+
+    def test_expecting_a_future_version_conflicts(self, storage: Storage) -> None:
+        """Expecting a version beyond the stream's end is a conflict too."""
+        with pytest.raises(VersionConflict) as info:
+            append(storage, "s", 1, expected=5)
+        assert (info.value.expected, info.value.actual) == (5, 0)
+
+    def test_any_appends_after_current_end(self, storage: Storage) -> None:
+        """Expected version None appends after whatever the stream holds."""
+        append(storage, "s", 2)
+        rows = append(storage, "s", 2, expected=None)
+        assert [r.version for r in rows] == [3, 4]
+
+
+class TestStreamIdentity:
+    def test_stream_type_is_part_of_identity(self, storage: Storage) -> None:
+        """The same stream id under two stream types names two different streams."""
+        append(storage, "same", 2, stream_type="account")
+        rows = append(storage, "same", 1, expected=0, stream_type="order")
+        assert [r.version for r in rows] == [1]
+        assert versions(storage, "same", "account") == [1, 2]
+        assert versions(storage, "same", "order") == [1]
+
+    @pytest.mark.parametrize(
+        "stream_id",
+        [
+            'it\'s "quoted"',
+            "'; DROP TABLE events; --",
+            "Ünïcødé ✓ 𝄞 流",
+            "back\\slash %_ wildcards",
+            "x" * 10_000,
+        ],
+        ids=["quotes", "injection", "unicode", "backslash", "10kb"],
+    )
+    def test_hostile_stream_ids_round_trip(self, storage: Storage, stream_id: str) -> None:
+        """Stream ids with quotes, SQL, unicode or 10 KB of text round-trip unchanged."""
+        append(storage, stream_id, 2, stream_type=stream_id[:50])
+        rows = storage.read_stream(stream_id[:50], stream_id, 0, None)
+        assert [(r.stream_type, r.stream_id, r.version) for r in rows] == [
+            (stream_id[:50], stream_id, 1),
+            (stream_id[:50], stream_id, 2),
+        ]
+        assert [r.stream_id for r in storage.read_all(0, 10)] == [stream_id, stream_id]
+
+
+class TestReadStream:
+    def test_unknown_stream_is_empty(self, storage: Storage) -> None:
+        """Reading a stream that was never appended to gives no rows."""
+        assert list(storage.read_stream("account", "nobody", 0, None)) == []
+
+    def test_after_skips_earlier_versions(self, storage: Storage) -> None:
+        """`after` returns only versions greater than it."""
+        append(storage, "s", 5)
+        assert [r.version for r in storage.read_stream("account", "s", 3, None)] == [4, 5]
+
+    def test_up_to_includes_its_version(self, storage: Storage) -> None:
+        """`up_to` returns versions up to and including it."""
+        append(storage, "s", 5)
+        assert [r.version for r in storage.read_stream("account", "s", 1, 3)] == [2, 3]
+
+    def test_up_to_past_the_end(self, storage: Storage) -> None:
+        """`up_to` beyond the last version returns everything after `after`."""
+        append(storage, "s", 3)
+        assert [r.version for r in storage.read_stream("account", "s", 0, 99)] == [1, 2, 3]
+
+    def test_other_streams_are_excluded(self, storage: Storage) -> None:
+        """A stream read returns only that stream's rows."""
+        append(storage, "a", 2)
+        append(storage, "b", 2)
+        append(storage, "a", 1)
+        rows = storage.read_stream("account", "a", 0, None)
+        assert [(r.stream_id, r.version) for r in rows] == [("a", 1), ("a", 2), ("a", 3)]
+
+
+class TestReadAll:
+    def test_pages_in_position_order(self, storage: Storage) -> None:
+        """`read_all(after, limit)` pages through the log in position order without overlap."""
+        written = [r.position for i in range(5) for r in append(storage, f"s{i}", 3)]
+        seen: list[int] = []
+        after = 0
+        while page := storage.read_all(after, 4):
+            assert len(page) <= 4
+            seen.extend(r.position for r in page)
+            after = page[-1].position
+        assert seen == written
+
+    def test_after_the_end_is_empty(self, storage: Storage) -> None:
+        """Reading after the last position gives no rows."""
+        rows = append(storage, "s", 2)
+        assert list(storage.read_all(rows[-1].position, 10)) == []
+
+    def test_after_skips_earlier_positions(self, storage: Storage) -> None:
+        """`after` returns only positions greater than it."""
+        rows = append(storage, "s", 4)
+        assert list(storage.read_all(rows[1].position, 10)) == list(rows[2:])
+
+    def test_concurrent_writers_never_skip_a_reader(self, storage: Storage) -> None:
+        """A reader following the log while threads append sees every event once, in order."""
+        writers, appends = 4, 25
+        done = threading.Event()
+        seen: list[int] = []
+
+        def write(n: int) -> None:
+            for i in range(appends):
+                append(storage, f"w{n}-{i}", 2)
+
+        def follow() -> None:
+            after = 0
+            while True:
+                finished = done.is_set()
+                for row in storage.read_all(after, 50):
+                    seen.append(row.position)
+                    after = row.position
+                if finished and not storage.read_all(after, 1):
+                    return
+
+        reader = threading.Thread(target=follow)
+        reader.start()
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        done.set()
+        reader.join()
+        assert seen == positions(storage)
+        assert len(seen) == writers * appends * 2
+        assert seen == sorted(set(seen))
+
+
+class TestTransactions:
+    def test_writes_commit_together(self, storage: Storage) -> None:
+        """Writes inside a transaction are all visible after it ends."""
+        with storage.transaction():
+            append(storage, "a", 2)
+            append(storage, "b", 1)
+            storage.write_checkpoint(Checkpoint("proj", 3))
+            storage.put_document("docs", "k", "{}")
+        assert versions(storage, "a") == [1, 2]
+        assert versions(storage, "b") == [1]
+        assert storage.read_checkpoint("proj") == Checkpoint("proj", 3)
+        assert storage.get_document("docs", "k") == "{}"
+
+    def test_exception_rolls_everything_back(self, storage: Storage) -> None:
+        """An exception leaving the block undoes every write made inside it."""
+        append(storage, "a", 1)
+        storage.put_document("docs", "k", '"before"')
+
+        def writes() -> None:
+            append(storage, "a", 2)
+            append(storage, "b", 1)
+            storage.write_checkpoint(Checkpoint("proj", 3))
+            storage.write_snapshot(StoredSnapshot("account", "a", 1, 1, "{}"))
+            storage.put_document("docs", "k", None)
+            storage.put_document("docs", "new", "{}")
+            storage.clear_documents("docs")
+
+        with pytest.raises(Boom):
+            fail_in_transaction(storage, writes)
+        assert versions(storage, "a") == [1]
+        assert versions(storage, "b") == []
+        assert len(positions(storage)) == 1
+        assert storage.read_checkpoint("proj") is None
+        assert storage.read_snapshot("account", "a", None) is None
+        assert storage.all_documents("docs") == [("k", '"before"')]
+
+    def test_reads_see_own_writes(self, storage: Storage) -> None:
+        """Reads inside a transaction see that transaction's uncommitted writes."""
+        with storage.transaction():
+            rows = append(storage, "s", 2)
+            storage.write_checkpoint(Checkpoint("proj", 2, "{}"))
+            storage.put_document("docs", "k", "{}")
+            assert list(storage.read_stream("account", "s", 0, None)) == list(rows)
+            assert storage.read_checkpoint("proj") == Checkpoint("proj", 2, "{}")
+            assert storage.get_document("docs", "k") == "{}"
+
+    def test_log_shows_a_transaction_once_committed(self, storage: Storage) -> None:
+        """After commit, `read_all` yields the transaction's appends in order.
+
+        Inside the transaction the log may or may not show them: on PostgreSQL a reader
+        only sees rows below every running writer (docs/postgres.md), its own included.
+        """
+        with storage.transaction():
+            rows = append(storage, "s", 2)
+        assert list(storage.read_all(0, 10)) == list(rows)
+
+    def test_nested_transaction_joins_outer(self, storage: Storage) -> None:
+        """An exception out of the outer block rolls back what a nested block wrote."""
+
+        def nested() -> None:
+            with storage.transaction():
+                append(storage, "inner", 1)
+            assert versions(storage, "inner") == [1]
+
+        with pytest.raises(Boom):
+            fail_in_transaction(storage, nested)
+        assert versions(storage, "inner") == []
+
+    def test_conflict_inside_transaction_leaves_earlier_writes(self, storage: Storage) -> None:
+        """A VersionConflict caught inside a transaction keeps the writes before it."""
+        with storage.transaction():
+            append(storage, "a", 1)
+            with pytest.raises(VersionConflict):
+                append(storage, "a", 1, expected=0)
+        assert versions(storage, "a") == [1]
+
+
+class TestSnapshots:
+    def test_missing_snapshot_is_none(self, storage: Storage) -> None:
+        """A stream without snapshots has none."""
+        assert storage.read_snapshot("account", "s", None) is None
+
+    def test_newest_at_or_below(self, storage: Storage) -> None:
+        """`read_snapshot` returns the newest snapshot whose version is at or below `up_to`."""
+        for version in (10, 5, 20):
+            storage.write_snapshot(
+                StoredSnapshot("account", "s", version, 1, f'{{"v": {version}}}')
+            )
+        assert storage.read_snapshot("account", "s", None) == StoredSnapshot(
+            "account", "s", 20, 1, '{"v": 20}'
+        )
+        assert storage.read_snapshot("account", "s", 19) == StoredSnapshot(
+            "account", "s", 10, 1, '{"v": 10}'
+        )
+        assert storage.read_snapshot("account", "s", 5) == StoredSnapshot(
+            "account", "s", 5, 1, '{"v": 5}'
+        )
+        assert storage.read_snapshot("account", "s", 4) is None
+
+    def test_same_version_is_replaced(self, storage: Storage) -> None:
+        """Writing a snapshot at an existing version replaces it."""
+        storage.write_snapshot(StoredSnapshot("account", "s", 5, 1, "old"))
+        storage.write_snapshot(StoredSnapshot("account", "s", 5, 2, "new"))
+        assert storage.read_snapshot("account", "s", None) == StoredSnapshot(
+            "account", "s", 5, 2, "new"
+        )
+
+    def test_snapshots_belong_to_their_stream(self, storage: Storage) -> None:
+        """A snapshot of one stream is not returned for another stream or stream type."""
+        storage.write_snapshot(StoredSnapshot("account", "s", 5, 1, "{}"))
+        assert storage.read_snapshot("account", "t", None) is None
+        assert storage.read_snapshot("order", "s", None) is None
+
+
+class TestCheckpoints:
+    def test_missing_checkpoint_is_none(self, storage: Storage) -> None:
+        """An unknown component has no checkpoint."""
+        assert storage.read_checkpoint("nobody") is None
+
+    def test_write_then_read(self, storage: Storage) -> None:
+        """A written checkpoint reads back equal, with or without state."""
+        storage.write_checkpoint(Checkpoint("a", 7, '{"total": 3}'))
+        storage.write_checkpoint(Checkpoint("b", 2))
+        assert storage.read_checkpoint("a") == Checkpoint("a", 7, '{"total": 3}')
+        assert storage.read_checkpoint("b") == Checkpoint("b", 2, None)
+
+    def test_overwrite(self, storage: Storage) -> None:
+        """Writing a checkpoint again replaces position and state."""
+        storage.write_checkpoint(Checkpoint("a", 7, "{}"))
+        storage.write_checkpoint(Checkpoint("a", 9, None))
+        assert storage.read_checkpoint("a") == Checkpoint("a", 9, None)
+
+
+class TestDocuments:
+    def test_missing_document_is_none(self, storage: Storage) -> None:
+        """An unknown key has no document."""
+        assert storage.get_document("docs", "nobody") is None
+
+    def test_put_get_overwrite(self, storage: Storage) -> None:
+        """A put document reads back; a second put replaces it."""
+        storage.put_document("docs", "k", '{"v": 1}')
+        assert storage.get_document("docs", "k") == '{"v": 1}'
+        storage.put_document("docs", "k", '{"v": 2}')
+        assert storage.get_document("docs", "k") == '{"v": 2}'
+
+    def test_put_none_deletes(self, storage: Storage) -> None:
+        """Putting None deletes the document; deleting a missing one is fine."""
+        storage.put_document("docs", "k", "{}")
+        storage.put_document("docs", "k", None)
+        storage.put_document("docs", "never", None)
+        assert storage.get_document("docs", "k") is None
+        assert storage.all_documents("docs") == []
+
+    def test_all_sorted_by_key(self, storage: Storage) -> None:
+        """`all_documents` lists one projection's documents in key (code point) order."""
+        for key in ["b", "a", "B", "é", "a2"]:
+            storage.put_document("docs", key, f'"{key}"')
+        storage.put_document("other", "z", "{}")
+        assert list(storage.all_documents("docs")) == [
+            (key, f'"{key}"') for key in ["B", "a", "a2", "b", "é"]
+        ]
+
+    def test_clear_only_that_projection(self, storage: Storage) -> None:
+        """`clear_documents` removes one projection's documents and no other's."""
+        storage.put_document("docs", "k", "{}")
+        storage.put_document("other", "k", "[]")
+        storage.clear_documents("docs")
+        assert storage.all_documents("docs") == []
+        assert storage.get_document("other", "k") == "[]"
+
+
+class TestSharing:
+    def test_second_storage_sees_first_ones_writes(self, storage_factory: StorageFactory) -> None:
+        """Two storage objects on the same database share events, checkpoints and documents."""
+        first, second = storage_factory(), storage_factory()
+        rows = append(first, "s", 2)
+        first.write_checkpoint(Checkpoint("proj", 2))
+        first.put_document("docs", "k", "{}")
+        assert list(second.read_stream("account", "s", 0, None)) == list(rows)
+        assert list(second.read_all(0, 10)) == list(rows)
+        assert second.read_checkpoint("proj") == Checkpoint("proj", 2)
+        assert second.get_document("docs", "k") == "{}"
+        assert [r.version for r in append(second, "s", 1, expected=2)] == [3]
+
+    def test_wrapped_callable_is_used(self, storage: Storage) -> None:
+        """`attrs.evolve(storage, append=wrapper)` gives a storage whose appends go through it."""
+        calls: list[int] = []
+
+        def logged(batches: Sequence[StreamAppend]) -> Sequence[StoredEvent]:
+            calls.append(len(batches))
+            return storage.append(batches)
+
+        wrapped = attrs.evolve(storage, append=logged)
+        with wrapped.transaction():
+            rows = append(wrapped, "s", 2)
+        assert calls == [1]
+        assert list(wrapped.read_stream("account", "s", 0, None)) == list(rows)
+
+
+class TestProperties:
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(
+        st.lists(
+            st.tuples(st.integers(min_value=0, max_value=4), st.booleans()),
+            min_size=1,
+            max_size=6,
+        )
+    )
+    def test_versions_have_no_gaps(self, storage: Storage, steps: list[tuple[int, bool]]) -> None:
+        """Any sequence of appends (exact or ANY) leaves versions 1..n with no gaps."""
+        stream_id = str(uuid.uuid4())  # the storage outlives examples: a fresh stream each
+        total = 0
+        for count, exact in steps:
+            rows = append(storage, stream_id, count, expected=total if exact else None)
+            assert [r.version for r in rows] == list(range(total + 1, total + count + 1))
+            total += count
+        assert versions(storage, stream_id) == list(range(1, total + 1))
