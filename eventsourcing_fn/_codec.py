@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -51,20 +52,33 @@ def _unstructure_datetime(value: datetime) -> str:
     return value.isoformat()
 
 
+def _unstructure_decimal(value: Decimal) -> str:
+    # A float would read back as a Decimal that compares equal (1.5 == Decimal("1.5")).
+    if not isinstance(value, Decimal):
+        raise TypeError(f"expected Decimal, got {type(value).__name__} {value!r}")
+    return str(value)
+
+
 def _structure_exact(kind: type) -> Callable[[Any, type], Any]:
     """A structure hook that refuses anything but `kind` (cattrs would coerce "5" to 5)."""
 
-    def structure(value: Any, _: type) -> Any:
+    def structure(value: Any, cls: type) -> Any:
         if type(value) is not kind and not (kind is float and type(value) is int):
             raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
-        return value
+        # The hook also catches subclasses (IntEnum, StrEnum): build those from the raw value.
+        return value if cls is kind else cls(value)
 
     return structure
 
 
 def make_converter() -> cattrs.Converter:
     """The default converter: JSON-compatible, strict about types, aware datetimes only."""
-    conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=True)
+    # JSON has no sets: (frozen)sets are stored as arrays and structured back by annotation.
+    conv = cattrs.Converter(
+        detailed_validation=True,
+        forbid_extra_keys=True,
+        unstruct_collection_overrides={AbstractSet: list},
+    )
     for kind in (str, int, float, bool):
         conv.register_structure_hook(kind, _structure_exact(kind))
     conv.register_unstructure_hook(datetime, _unstructure_datetime)
@@ -73,7 +87,7 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(date, lambda v, _: date.fromisoformat(v))
     conv.register_unstructure_hook(UUID, str)
     conv.register_structure_hook(UUID, lambda v, _: UUID(v))
-    conv.register_unstructure_hook(Decimal, str)
+    conv.register_unstructure_hook(Decimal, _unstructure_decimal)
     conv.register_structure_hook(Decimal, lambda v, _: Decimal(v))
     return conv
 
@@ -138,14 +152,14 @@ class Codec:
     def encode(self, obj: Any) -> str:
         """JSON text of `obj`, checked to read back equal; `InvalidPayload` otherwise."""
         cls = type(obj)
-        hooks = self._hooks.get(cls)
-        if hooks is None:
-            conv = self.converter
-            hooks = self._hooks[cls] = (
-                conv.get_unstructure_hook(cls),
-                conv.get_structure_hook(cls),
-            )
         try:
+            hooks = self._hooks.get(cls)
+            if hooks is None:  # a field type cattrs cannot handle fails here, named below
+                conv = self.converter
+                hooks = self._hooks[cls] = (
+                    conv.get_unstructure_hook(cls),
+                    conv.get_structure_hook(cls),
+                )
             text = _ENCODER.encode(hooks[0](obj))
             back = hooks[1](json.loads(text), cls)
         except Exception as exc:  # any failure here means: not serializable as annotated

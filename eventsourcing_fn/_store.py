@@ -104,6 +104,8 @@ class EventStore:
         defaults to the loaded version (then a lost race is retried `max_retries` times).
         """
         self._check(aggregate)
+        if max_retries < 0:
+            raise ValueError(f"max_retries={max_retries}: must be >= 0")
         new = stream_id is None
         sid = str(uuid4()) if stream_id is None else stream_id
         if expected_version == 0:
@@ -144,7 +146,8 @@ class EventStore:
             ctx = current_context()
             after = None if expected is ANY else loaded.version
             rows = self.storage.append([_batch(name, sid, after, events, ctx)])
-            self._maybe_snapshot(aggregate, sid, rows[0].version - 1, rows[-1].version, state)
+            if rows[0].version == loaded.version + 1:  # else (ANY) `state` misses rival events
+                self._maybe_snapshot(aggregate, sid, loaded.version, rows[-1].version, state)
         recorded = tuple(
             _recorded(d.event, row, dict(ctx.metadata)) for d, row in zip(events, rows, strict=True)
         )
@@ -196,6 +199,8 @@ class EventStore:
     ) -> Loaded[S]:
         """The stream's state now, after `at_version` events, or as of the aware datetime `at`."""
         self._check(aggregate)
+        if at_version is not None and at_version < 0:
+            raise ValueError(f"load(at_version={at_version}): versions are >= 0")
         if at is None:
             return self._load(aggregate, stream_id, at_version)
         if at.tzinfo is None:
@@ -229,6 +234,8 @@ class EventStore:
 
     def read_all(self, after: int = 0) -> Iterator[Recorded[Any]]:
         """The global log after position `after`, in position order."""
+        if after < 0:
+            raise ValueError(f"read_all(after={after}): positions are >= 0")
         for row in self.storage.iter_all(after):
             yield self._record(row)
 

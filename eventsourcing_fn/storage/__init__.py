@@ -1,6 +1,7 @@
 """Storage backends: each a `Storage` record of plain callables over the same row shapes."""
 
 from ._memory import memory_storage
+from ._postgres import postgres_schema, postgres_storage
 from ._record import (
     Checkpoint,
     NewEvent,
@@ -10,6 +11,7 @@ from ._record import (
     StreamAppend,
     VersionConflict,
 )
+from ._sqlite import sqlite_schema, sqlite_storage
 
 __all__ = [
     "Checkpoint",
@@ -20,4 +22,8 @@ __all__ = [
     "StreamAppend",
     "VersionConflict",
     "memory_storage",
+    "postgres_schema",
+    "postgres_storage",
+    "sqlite_schema",
+    "sqlite_storage",
 ]

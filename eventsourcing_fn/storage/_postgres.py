@@ -1,0 +1,534 @@
+"""PostgreSQL storage (psycopg 3): one schema, a connection pool, gap-safe global positions.
+
+A row's position is `xid * 2**20 + n`: the top-level id of the transaction that appended it and
+its ordinal within that transaction. `read_all` only returns positions below `B * 2**20`, where
+every other transaction with an xid below B has ended (B is the snapshot's xmin for a reader
+without an xid), so a tailing reader never skips a row that commits later (docs/postgres.md has
+the proof and the caveats).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC
+from itertools import starmap
+from operator import attrgetter
+from typing import Any
+
+import attrs
+
+from .._errors import StorageError
+from ._record import (
+    Checkpoint,
+    NewEvent,
+    Storage,
+    StoredEvent,
+    StoredSnapshot,
+    StreamAppend,
+    VersionConflict,
+)
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg.pq import ExecStatus, TransactionStatus
+    from psycopg_pool import ConnectionPool
+except ImportError as exc:  # without the `postgres` extra the backend says so when asked for
+    _MISSING: ImportError | None = exc
+else:
+    _MISSING = None
+
+_SHIFT = 1 << 20  # events one transaction may append, plus one
+_RACE_RETRIES = 100  # appends at ANY version that lose the race for the stream's end
+_MAX = (1 << 63) - 1  # "no upper bound" for version ranges, so one statement serves both
+# NewEvent's fields in StoredEvent's order after (stream_type, stream_id, version, position),
+# also the INSERT's parameter names.
+_FIELD_NAMES = (
+    "type",
+    "schema_version",
+    "data",
+    "event_id",
+    "recorded_at",
+    "actor_id",
+    "correlation_id",
+    "causation_id",
+    "metadata",
+)
+_FIELDS = attrgetter(*_FIELD_NAMES)
+
+_DDL = """\
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {events} (
+    stream_type text NOT NULL,
+    stream_id text NOT NULL,
+    version bigint NOT NULL,
+    position bigint NOT NULL,
+    type text NOT NULL,
+    schema_version integer NOT NULL,
+    data json NOT NULL,
+    event_id uuid NOT NULL,
+    recorded_at timestamptz NOT NULL,
+    actor_id text,
+    correlation_id text,
+    causation_id text,
+    metadata json NOT NULL,
+    PRIMARY KEY (stream_type, stream_id, version)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_position ON {events} (position);
+CREATE TABLE IF NOT EXISTS {snapshots} (
+    stream_type text NOT NULL,
+    stream_id text NOT NULL,
+    version bigint NOT NULL,
+    snapshot_version integer NOT NULL,
+    data text NOT NULL,
+    PRIMARY KEY (stream_type, stream_id, version)
+);
+CREATE TABLE IF NOT EXISTS {checkpoints} (
+    name text PRIMARY KEY,
+    position bigint NOT NULL,
+    state text
+);
+CREATE TABLE IF NOT EXISTS {documents} (
+    projection text NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    data json NOT NULL,
+    PRIMARY KEY (projection, key)
+);
+"""
+_RELATIONS = ("events", "events_position", "snapshots", "checkpoints", "documents")
+
+# Columns in `StoredEvent` field order, so a row maps onto the constructor positionally; the
+# casts hand JSON back as the stored text (psycopg would parse json columns otherwise).
+_COLUMNS = (
+    "stream_type, stream_id, version, position, type, schema_version, data::text, event_id,"
+    " recorded_at, actor_id, correlation_id, causation_id, metadata::text"
+)
+_QUERIES = {
+    "insert": (
+        "INSERT INTO {events} (stream_type, stream_id, version, position, type, schema_version,"
+        " data, event_id, recorded_at, actor_id, correlation_id, causation_id, metadata)"
+        " SELECT s.stream_type, s.stream_id, h.head + e.off,"
+        " pg_current_xact_id()::text::bigint * %(shift)b + e.n, e.type, e.schema_version,"
+        " e.data::json, e.event_id, e.recorded_at, e.actor_id, e.correlation_id, e.causation_id,"
+        " e.metadata::json"
+        " FROM unnest(%(types)b::text[], %(ids)b::text[], %(expected)b::int8[])"
+        " WITH ORDINALITY AS s(stream_type, stream_id, expected, i)"
+        " CROSS JOIN LATERAL (SELECT coalesce(max(x.version), 0) AS head FROM {events} x"
+        " WHERE x.stream_type = s.stream_type AND x.stream_id = s.stream_id) h"
+        " JOIN unnest(%(stream)b::int8[], %(off)b::int8[], %(n)b::int8[], %(type)b::text[],"
+        " %(schema_version)b::int4[], %(data)b::text[], %(event_id)b::uuid[],"
+        " %(recorded_at)b::timestamptz[], %(actor_id)b::text[], %(correlation_id)b::text[],"
+        " %(causation_id)b::text[], %(metadata)b::text[])"
+        " AS e(stream, off, n, type, schema_version, data, event_id, recorded_at, actor_id,"
+        " correlation_id, causation_id, metadata) ON e.stream = s.i"
+        # A stale expected version, or a race lost at ANY, inserts fewer rows than asked (the
+        # caller undoes them) instead of raising, so an outer transaction stays usable.
+        " WHERE s.expected IS NULL OR s.expected = h.head"
+        " ON CONFLICT (stream_type, stream_id, version) DO NOTHING"
+        " RETURNING position, version"
+    ),
+    "undo": "DELETE FROM {events} WHERE position = ANY(%s::int8[])",
+    "head": (
+        "SELECT coalesce(max(version), 0) FROM {events} WHERE stream_type = %s AND stream_id = %s"
+    ),
+    "stream": (
+        f"SELECT {_COLUMNS} FROM {{events}} WHERE stream_type = %s AND stream_id = %s"
+        f" AND version > %s AND version <= coalesce(%s::int8, {_MAX}) ORDER BY version"
+    ),
+    # The bound is one InitPlan under the statement's own snapshot: every *other* transaction
+    # with a smaller xid has ended, so rows below it are final (docs/postgres.md). Without an
+    # xid of our own that is snapshot xmin; with one, xmin would hide our own rows, so take the
+    # oldest other running xid, or xmax (xids from xmax on are unknown, bar our own).
+    "all": (
+        f"SELECT {_COLUMNS} FROM {{events}} WHERE position > %s AND position < ("
+        "SELECT CASE WHEN own IS NULL THEN xmin ELSE least(oldest,"
+        " CASE WHEN own = xmax THEN own + 1 ELSE xmax END) END * %s"
+        " FROM (SELECT pg_snapshot_xmin(s)::text::bigint AS xmin,"
+        " pg_snapshot_xmax(s)::text::bigint AS xmax,"
+        " (SELECT min(x::text::bigint) FROM pg_snapshot_xip(s) AS x) AS oldest,"
+        " pg_current_xact_id_if_assigned()::text::bigint AS own"
+        " FROM pg_current_snapshot() AS s) AS b)"
+        " ORDER BY position LIMIT %s"
+    ),
+    "snapshot": (
+        "SELECT stream_type, stream_id, version, snapshot_version, data FROM {snapshots}"
+        f" WHERE stream_type = %s AND stream_id = %s AND version <= coalesce(%s::int8, {_MAX})"
+        " ORDER BY version DESC LIMIT 1"
+    ),
+    "put_snapshot": (
+        "INSERT INTO {snapshots} (stream_type, stream_id, version, snapshot_version, data)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (stream_type, stream_id, version)"
+        " DO UPDATE SET snapshot_version = excluded.snapshot_version, data = excluded.data"
+    ),
+    "checkpoint": "SELECT name, position, state FROM {checkpoints} WHERE name = %s",
+    "put_checkpoint": (
+        "INSERT INTO {checkpoints} (name, position, state) VALUES (%s, %s, %s)"
+        " ON CONFLICT (name) DO UPDATE SET position = excluded.position, state = excluded.state"
+    ),
+    "document": "SELECT data::text FROM {documents} WHERE projection = %s AND key = %s",
+    "put_document": (
+        "INSERT INTO {documents} (projection, key, data) VALUES (%s, %s, %s)"
+        " ON CONFLICT (projection, key) DO UPDATE SET data = excluded.data"
+    ),
+    "drop_document": "DELETE FROM {documents} WHERE projection = %s AND key = %s",
+    "documents": "SELECT key, data::text FROM {documents} WHERE projection = %s ORDER BY key",
+    "clear_documents": "DELETE FROM {documents} WHERE projection = %s",
+    "lock": "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+}
+# Generic plans: a custom plan of the array INSERT costs more to make than to run, and the
+# planner never switches by itself (it guesses 100 elements per array in a generic plan).
+_BEGIN = b"BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan"
+
+
+def postgres_schema(schema: str = "eventsourcing") -> str:
+    """The DDL (idempotent) that creates the storage's tables in `schema`."""
+    _require_psycopg()
+    return _compose(_DDL, schema)
+
+
+def postgres_storage(
+    conninfo_or_pool: str | ConnectionPool[Any],
+    *,
+    schema: str = "eventsourcing",
+    lock_streams: bool = False,
+) -> Storage:
+    """A storage in PostgreSQL `schema`, created on first use; a pool passed in stays open.
+
+    `lock_streams=True` makes `lock_stream` take a transaction-scoped advisory lock per stream.
+    """
+    _require_psycopg()
+    if isinstance(conninfo_or_pool, str):
+        with _faults(schema, "connect"), psycopg.connect(conninfo_or_pool) as conn:
+            _create_schema(conn, schema)  # directly, so a bad URL fails now with its reason
+        pool: ConnectionPool[Any] = ConnectionPool(
+            conninfo_or_pool,
+            min_size=1,
+            max_size=16,
+            kwargs={"autocommit": True},
+            configure=_configure,
+            name=f"eventsourcing_fn[{schema}]",
+            open=True,
+        )
+    else:
+        pool = conninfo_or_pool
+        with _faults(schema, "connect"), pool.connection() as conn:
+            _create_schema(conn, schema)
+    return _Postgres(pool, schema, lock_streams, own_pool=pool is not conninfo_or_pool).storage()
+
+
+def _require_psycopg() -> None:
+    if _MISSING is not None:
+        raise ImportError(
+            "the PostgreSQL backend needs psycopg 3 and psycopg_pool: "
+            "pip install 'eventsourcing_fn[postgres]'"
+        ) from _MISSING
+
+
+def _compose(template: str, schema: str) -> str:
+    names = {name: sql.Identifier(schema, name) for name in _RELATIONS}
+    return sql.SQL(template).format(schema=sql.Identifier(schema), **names).as_string(None)
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SET TIME ZONE 'UTC'")  # timestamptz then loads as datetime(tzinfo=UTC)
+
+
+def _create_schema(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Run the DDL unless every relation exists; racing creators queue on an advisory lock."""
+    found = conn.execute(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = ANY(%s)",
+        (schema, list(_RELATIONS)),
+    ).fetchone()
+    if found is not None and found[0] == len(_RELATIONS):
+        return  # nothing to create, so no CREATE privilege needed
+    with conn.transaction():
+        # IF NOT EXISTS alone still races (duplicate key in pg_namespace/pg_type).
+        conn.execute(_QUERIES["lock"], (f"eventsourcing_fn ddl {schema}",))
+        conn.execute(_compose(_DDL, schema).encode())
+
+
+@contextmanager
+def _faults(schema: str, what: str) -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise StorageError(f"postgres storage (schema {schema!r}): {what} failed: {exc}") from exc
+
+
+class _Tx:
+    """One open storage transaction: its connection, whether BEGIN was sent, events appended."""
+
+    __slots__ = ("appended", "begun", "conn")
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.begun = False
+        self.appended = 0
+
+
+class _Postgres:
+    """The callables of one storage; `storage()` returns them as the `Storage` record."""
+
+    def __init__(
+        self, pool: ConnectionPool[Any], schema: str, lock_streams: bool, *, own_pool: bool
+    ) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.lock_streams = lock_streams
+        self.own_pool = own_pool
+        self.current: ContextVar[_Tx | None] = ContextVar(f"postgres_tx_{schema}", default=None)
+        self.q = {key: _compose(text, schema) for key, text in _QUERIES.items()}
+
+    def storage(self) -> Storage:
+        callables = {f.name: getattr(self, f.name) for f in attrs.fields(Storage)[1:]}
+        return Storage(name="postgres", **callables)
+
+    # -- connections and transactions ---------------------------------------------------------
+
+    @contextmanager
+    def _borrow(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in autocommit mode (a statement outside BEGIN is its own)."""
+        with _faults(self.schema, "taking a connection from the pool"):
+            conn = self.pool.getconn()
+        restore = not conn.autocommit  # a pool passed in may hand out non-autocommit ones
+        try:
+            if restore:
+                conn.autocommit = True
+            yield conn
+        finally:
+            status = conn.pgconn.transaction_status
+            if status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+                try:
+                    conn.execute(b"ROLLBACK")
+                except psycopg.Error:
+                    conn.close()  # unusable: the pool replaces closed connections
+            if restore and not conn.closed:
+                conn.autocommit = False
+            self.pool.putconn(conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One database transaction around the block; nested calls join the outer one."""
+        if self.current.get() is not None:
+            yield
+            return
+        with self._borrow() as conn:
+            tx = _Tx(conn)
+            token = self.current.set(tx)
+            try:
+                yield
+            finally:
+                self.current.reset(token)
+            if tx.begun:  # an exception skips this: _borrow rolls back
+                with _faults(self.schema, "commit"):
+                    conn.execute(b"COMMIT")
+
+    def _fetch(self, what: str, query: str, params: Any, *, write: bool = False) -> list[Any]:
+        """Run one statement, inside the current transaction if there is one; its rows."""
+        tx = self.current.get()
+        with _faults(self.schema, what):
+            if tx is not None:
+                if write and not tx.begun:
+                    # BEGIN waits for the first write or lock: reads before it are READ COMMITTED
+                    # statements either way, and a read-only transaction costs no round trips.
+                    tx.conn.execute(_BEGIN)
+                    tx.begun = True
+                return _rows(tx.conn.execute(query, params))
+            try:
+                with self._borrow() as conn:
+                    return _rows(conn.execute(query, params))
+            except psycopg.OperationalError:
+                if write:
+                    raise  # it may have committed before the connection broke
+                # Pooled connections die while idle (server restart, terminated backend):
+                # the pool has dropped this one, and reading again is harmless.
+                with self._borrow() as conn:
+                    return _rows(conn.execute(query, params))
+
+    def close(self) -> None:
+        """Close the pool this storage opened; a pool passed in is left to its owner."""
+        if self.own_pool:
+            self.pool.close()
+
+    # -- events -------------------------------------------------------------------------------
+
+    def append(self, batches: Sequence[StreamAppend]) -> Sequence[StoredEvent]:
+        """Append every batch atomically; `VersionConflict` on a stale expected version."""
+        if len({(b.stream_type, b.stream_id) for b in batches}) < len(batches):
+            with self.transaction():  # one stream twice: each batch must see the one before
+                return [row for batch in batches for row in self.append([batch])]
+        with self.transaction():
+            tx = self.current.get()
+            assert tx is not None
+            for _ in range(_RACE_RETRIES):
+                rows = self._insert(tx, batches)
+                if rows is not None:
+                    return rows
+        raise StorageError(
+            f"postgres storage (schema {self.schema!r}): append to {_streams(batches)} lost the"
+            f" race for the stream's end {_RACE_RETRIES} times"
+        )
+
+    def _insert(self, tx: _Tx, batches: Sequence[StreamAppend]) -> list[StoredEvent] | None:
+        """One INSERT for every batch: the rows, None to retry, or `VersionConflict`."""
+        for batch in batches:
+            if not batch.events and batch.expected_version is not None:
+                self._check_head(batch)
+        events = [(b, e) for b in batches for e in b.events]
+        if not events:
+            return []
+        first = tx.appended
+        if first + len(events) >= _SHIFT:
+            raise StorageError(
+                f"postgres storage (schema {self.schema!r}): more than {_SHIFT - 1} events"
+                f" in one transaction (append to {_streams(batches)})"
+            )
+        tx.appended += len(events)
+        what = f"append to {_streams(batches)}"
+        done = self._fetch(
+            what, self.q["insert"], _insert_params(batches, events, first), write=True
+        )
+        if len(done) == len(events):
+            return _stored(events, done, first)
+        # Short: undo this statement's rows, then tell a stale expected version from a lost race.
+        self._fetch(what, self.q["undo"], ([p for p, _ in done],), write=True)
+        for batch in batches:
+            self._check_head(batch)
+        return None
+
+    def _check_head(self, batch: StreamAppend) -> None:
+        if batch.expected_version is None:
+            return
+        what = f"reading the version of {batch.stream_type}/{batch.stream_id!r}"
+        ((head,),) = self._fetch(what, self.q["head"], (batch.stream_type, batch.stream_id))
+        if head != batch.expected_version:
+            raise VersionConflict(batch.stream_type, batch.stream_id, batch.expected_version, head)
+
+    def read_stream(
+        self, stream_type: str, stream_id: str, after: int, up_to: int | None
+    ) -> Sequence[StoredEvent]:
+        """One stream's rows with `after < version <= up_to`, in version order."""
+        what = f"reading stream {stream_type}/{stream_id!r}"
+        return _events(self._fetch(what, self.q["stream"], (stream_type, stream_id, after, up_to)))
+
+    def read_all(self, after: int, limit: int) -> Sequence[StoredEvent]:
+        """Up to `limit` rows after position `after` that no running writer can precede."""
+        what = f"reading the log after position {after}"
+        return _events(self._fetch(what, self.q["all"], (after, _SHIFT, limit)))
+
+    def lock_stream(self, stream_type: str, stream_id: str) -> None:
+        """With `lock_streams`, hold an advisory lock on the stream until the transaction ends."""
+        if self.lock_streams:
+            what = f"locking stream {stream_type}/{stream_id!r}"
+            key = f"{self.schema}\n{len(stream_type)}:{stream_type}\n{stream_id}"
+            self._fetch(what, self.q["lock"], (key,), write=True)
+
+    # -- snapshots, checkpoints, documents ----------------------------------------------------
+
+    def read_snapshot(
+        self, stream_type: str, stream_id: str, up_to: int | None
+    ) -> StoredSnapshot | None:
+        """The newest snapshot of a stream at or below version `up_to`."""
+        what = f"reading a snapshot of {stream_type}/{stream_id!r}"
+        rows = self._fetch(what, self.q["snapshot"], (stream_type, stream_id, up_to))
+        return StoredSnapshot(*rows[0]) if rows else None
+
+    def write_snapshot(self, snapshot: StoredSnapshot) -> None:
+        """Keep a snapshot (replacing one of the same stream and version)."""
+        s = snapshot
+        what = f"writing a snapshot of {s.stream_type}/{s.stream_id!r}"
+        params = (s.stream_type, s.stream_id, s.version, s.snapshot_version, s.data)
+        self._fetch(what, self.q["put_snapshot"], params, write=True)
+
+    def read_checkpoint(self, name: str) -> Checkpoint | None:
+        """A component's checkpoint; inside a transaction, held until it ends."""
+        what = f"reading checkpoint {name!r}"
+        if self.current.get() is not None:
+            # Serialise transactions that fold the same component, as a memory transaction
+            # does: otherwise two writers would each update the view they read and one be lost.
+            key = f"{self.schema}\ncheckpoint\n{name}"
+            self._fetch(what, self.q["lock"], (key,), write=True)
+        rows = self._fetch(what, self.q["checkpoint"], (name,))
+        return Checkpoint(*rows[0]) if rows else None
+
+    def write_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store a component's checkpoint, replacing the previous one."""
+        c = checkpoint
+        what = f"writing checkpoint {c.name!r}"
+        self._fetch(what, self.q["put_checkpoint"], (c.name, c.position, c.state), write=True)
+
+    def get_document(self, projection: str, key: str) -> str | None:
+        """One document's JSON text, or None."""
+        what = f"reading document {projection}/{key!r}"
+        rows = self._fetch(what, self.q["document"], (projection, key))
+        return str(rows[0][0]) if rows else None
+
+    def put_document(self, projection: str, key: str, data: str | None) -> None:
+        """Store a document's JSON text; None deletes it."""
+        what = f"writing document {projection}/{key!r}"
+        if data is None:
+            self._fetch(what, self.q["drop_document"], (projection, key), write=True)
+        else:
+            self._fetch(what, self.q["put_document"], (projection, key, data), write=True)
+
+    def all_documents(self, projection: str) -> Sequence[tuple[str, str]]:
+        """Every (key, JSON text) of a projection in key order."""
+        rows = self._fetch(
+            f"reading documents of {projection!r}", self.q["documents"], (projection,)
+        )
+        return [(key, data) for key, data in rows]
+
+    def clear_documents(self, projection: str) -> None:
+        """Delete every document of a projection."""
+        what = f"clearing documents of {projection!r}"
+        self._fetch(what, self.q["clear_documents"], (projection,), write=True)
+
+
+def _insert_params(
+    batches: Sequence[StreamAppend], events: list[tuple[StreamAppend, NewEvent]], first: int
+) -> dict[str, object]:
+    """The INSERT's arrays: one element per stream, then one per event."""
+    columns = zip(*(_FIELDS(e) for _, e in events), strict=True)
+    return {
+        "shift": _SHIFT,
+        "types": [b.stream_type for b in batches],
+        "ids": [b.stream_id for b in batches],
+        "expected": [b.expected_version for b in batches],
+        "stream": [i for i, b in enumerate(batches, start=1) for _ in b.events],
+        "off": [off for b in batches for off in range(1, len(b.events) + 1)],
+        "n": list(range(first + 1, first + 1 + len(events))),
+        **{name: list(column) for name, column in zip(_FIELD_NAMES, columns, strict=True)},
+    }
+
+
+def _stored(
+    events: list[tuple[StreamAppend, NewEvent]], done: list[Any], first: int
+) -> list[StoredEvent]:
+    """The inserted rows in input order; RETURNING order is not promised, `n` is."""
+    out: list[StoredEvent | None] = [None] * len(events)
+    for position, version in done:
+        i = (position & (_SHIFT - 1)) - first - 1
+        b, e = events[i]
+        out[i] = StoredEvent(b.stream_type, b.stream_id, version, position, *_FIELDS(e))
+    return out  # type: ignore[return-value]  # every slot is filled: len(done) == len(events)
+
+
+def _rows(cur: psycopg.Cursor[Any]) -> list[Any]:
+    # Not `cur.description`: that builds a Column object per column on every call.
+    result = cur.pgresult
+    return cur.fetchall() if result and result.status == ExecStatus.TUPLES_OK else []
+
+
+def _events(rows: list[Any]) -> list[StoredEvent]:
+    if rows and rows[0][8].tzinfo is not UTC:  # a pool passed in may use another time zone
+        rows = [(*r[:8], r[8].astimezone(UTC), *r[9:]) for r in rows]
+    return list(starmap(StoredEvent, rows))
+
+
+def _streams(batches: Sequence[StreamAppend]) -> str:
+    names = [f"{b.stream_type}/{b.stream_id!r}" for b in batches[:3]]
+    more = f" and {len(batches) - 3} more" if len(batches) > 3 else ""
+    return ", ".join(names) + more

@@ -1,0 +1,502 @@
+"""PostgreSQL backend: gap safety under concurrent writers, schemas, pools, faults and locks."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from conftest import POSTGRES_URL, drop_schema
+
+from eventsourcing_fn._errors import StorageError
+from eventsourcing_fn.storage import (
+    NewEvent,
+    Storage,
+    StoredEvent,
+    StreamAppend,
+    VersionConflict,
+    _postgres,
+    postgres_schema,
+    postgres_storage,
+)
+
+psycopg = pytest.importorskip("psycopg")
+psycopg_pool = pytest.importorskip("psycopg_pool")
+
+pytestmark = pytest.mark.postgres
+
+Make = Callable[..., Storage]
+
+
+@pytest.fixture
+def make(pg_schema: str) -> Iterator[Make]:
+    """Makes storages on the test's schema (or another), closed before the schema is dropped."""
+    made: list[Storage] = []
+
+    def make_storage(conninfo_or_pool: Any = POSTGRES_URL, **kw: Any) -> Storage:
+        kw.setdefault("schema", pg_schema)
+        storage = postgres_storage(conninfo_or_pool, **kw)
+        made.append(storage)
+        return storage
+
+    yield make_storage
+    for storage in made:
+        storage.close()
+
+
+def event(n: int = 0) -> NewEvent:
+    return NewEvent("Ticked", 1, f'{{"n": {n}}}', uuid.uuid4(), datetime.now(UTC))
+
+
+def batch(stream_id: str, expected: int | None, count: int = 1) -> StreamAppend:
+    return StreamAppend("clock", stream_id, expected, [event(i) for i in range(count)])
+
+
+def read_log(storage: Storage, count: int, after: int = 0) -> list[StoredEvent]:
+    """The log after `after` once it holds `count` rows (or 10 s have passed).
+
+    Any other session's open write transaction in the cluster holds `read_all` back until it
+    ends (the price of gap safety), so a test waits for a commit to show rather than assume it.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        rows = list(storage.iter_all(after, 1000))
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.01)
+
+
+def sql(query: str, *params: object) -> list[tuple[Any, ...]]:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        cur = conn.execute(query, params or None)
+        return cur.fetchall() if cur.description else []
+
+
+class TestGapSafety:
+    def test_tailing_readers_see_every_commit_once_in_one_order(self, make: Make) -> None:
+        """8 writers commit out of position order; 2 tailing readers each see all, once, alike."""
+        committed: list[StoredEvent] = []
+        commit_order: list[int] = []  # first position of each transaction, in commit order
+        guard = threading.Lock()
+        writers_done = threading.Event()
+        deadline = time.monotonic() + 2.0
+
+        def write(w: int) -> None:
+            storage = make()  # each writer its own storage and pool, like separate processes
+            rng = random.Random(w)
+            i = 0
+            while time.monotonic() < deadline:
+                with storage.transaction():
+                    rows = storage.append([batch(f"w{w}-{i % 3}", None, rng.randint(1, 3))])
+                    time.sleep(rng.random() * 0.004)  # hold the xid open: commits interleave
+                with guard:
+                    committed.extend(rows)
+                    commit_order.append(rows[0].position)
+                i += 1
+
+        def read(seen: list[StoredEvent]) -> None:
+            storage = make()
+            after = 0
+            drained_by = None
+            while True:
+                rows = storage.read_all(after, 50)
+                seen.extend(rows)
+                if rows:
+                    after = rows[-1].position
+                    continue
+                if writers_done.is_set():
+                    # Done once every commit is seen; an event skipped below `after` never
+                    # would be, so give up after a while (other sessions can delay the tail).
+                    drained_by = drained_by or time.monotonic() + 10
+                    if len(seen) >= len(committed) or time.monotonic() > drained_by:
+                        return
+                time.sleep(0.001)
+
+        seen: tuple[list[StoredEvent], list[StoredEvent]] = ([], [])
+        writers = [threading.Thread(target=write, args=(w,)) for w in range(8)]
+        readers = [threading.Thread(target=read, args=(s,)) for s in seen]
+        for t in writers + readers:
+            t.start()
+        for t in writers:
+            t.join()
+        writers_done.set()
+        for t in readers:
+            t.join(timeout=30)
+
+        expected_ids = sorted(str(row.event_id) for row in committed)
+        for rows in seen:
+            ids = [str(row.event_id) for row in rows]
+            assert len(ids) == len(set(ids)), "an event was delivered twice"
+            assert sorted(ids) == expected_ids, "an event was missed"
+            positions = [row.position for row in rows]
+            assert positions == sorted(set(positions)), "positions not strictly increasing"
+        assert seen[0] == seen[1]
+        assert commit_order != sorted(commit_order), "no out-of-order commit: hazard not exercised"
+        assert {r.event_id: r.position for r in committed} == {
+            r.event_id: r.position for r in seen[0]
+        }
+
+    def test_open_writer_holds_back_later_commits(self, make: Make) -> None:
+        """A later transaction's commit stays unread while an earlier one is open; then both."""
+        slow, fast, reader = make(), make(), make()
+        entered, release = threading.Event(), threading.Event()
+
+        def hold_open() -> None:
+            with slow.transaction():
+                slow.append([batch("slow", 0)])
+                entered.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold_open)
+        holder.start()
+        entered.wait(10)
+        (later,) = fast.append([batch("fast", 0)])
+        assert reader.read_stream("clock", "fast", 0, None) == [later]
+        assert [r for r in reader.read_all(0, 10) if r.stream_id in ("slow", "fast")] == []
+        release.set()
+        holder.join()
+        rows = read_log(reader, 2)
+        assert [r.stream_id for r in rows] == ["slow", "fast"]
+        assert rows[0].position < rows[1].position == later.position
+
+    def test_own_rows_are_read_unless_an_older_writer_is_open(self, make: Make) -> None:
+        """Inside a transaction read_all sees its own appends, but never past an older writer."""
+        storage, older = make(), make()
+        with storage.transaction():
+            mine = storage.append([batch("mine", 0)])
+            assert read_log(storage, 1) == mine  # once no other session's older writer is open
+        entered, release = threading.Event(), threading.Event()
+
+        def hold_open() -> None:
+            with older.transaction():
+                older.append([batch("older", 0)])
+                entered.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold_open)
+        holder.start()
+        entered.wait(10)
+        with storage.transaction():
+            storage.append([batch("mine", 1)])
+            assert storage.read_all(mine[-1].position, 10) == []
+        release.set()
+        holder.join()
+        later = read_log(storage, 2, after=mine[-1].position)
+        assert [(r.stream_id, r.version) for r in later] == [("older", 1), ("mine", 2)]
+
+
+class TestPositions:
+    def test_positions_increase_and_read_all_pages_consistently(self, make: Make) -> None:
+        """Append returns final positions; read_all pages through them in that order."""
+        storage = make()
+        appended: list[StoredEvent] = []
+        for i in range(6):
+            appended += storage.append([batch(f"s{i % 2}", None, 2), batch(f"t{i}", 0, 1)])
+        positions = [row.position for row in appended]
+        assert positions == sorted(set(positions))
+        assert read_log(storage, len(appended)) == appended
+        assert list(storage.iter_all(0, 4)) == appended
+        assert storage.read_all(positions[4], 3) == appended[5:8]
+        assert storage.read_all(positions[-1], 10) == []
+
+    def test_rows_come_back_as_appended(self, make: Make) -> None:
+        """JSON text, metadata, ids and aware UTC timestamps round-trip unchanged."""
+        storage = make()
+        new = NewEvent(
+            "Ticked",
+            2,
+            '{"b":1,  "a": [1.50, "\\u00e9"]}',
+            uuid.uuid4(),
+            datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
+            "ann",
+            "corr",
+            "cause",
+            '{"k": "v"}',
+        )
+        (row,) = storage.append([StreamAppend("clock", "x", 0, [new])])
+        (read,) = storage.read_stream("clock", "x", 0, None)
+        assert read == row
+        assert (read.data, read.metadata) == (new.data, new.metadata)
+        assert read.recorded_at == new.recorded_at
+        assert read.recorded_at.tzinfo is UTC
+
+    def test_documents_come_in_code_point_order(self, make: Make) -> None:
+        """all_documents sorts keys as Python does, whatever the database's collation."""
+        storage = make()
+        keys = ["b", "B", "a", "é", "_", "a b", "ab", "Z"]
+        for key in keys:
+            storage.put_document("docs", key, "{}")
+        assert [key for key, _ in storage.all_documents("docs")] == sorted(keys)
+
+    def test_too_many_events_in_one_transaction(
+        self, make: Make, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """More events in one transaction than positions leave room for is a StorageError."""
+        monkeypatch.setattr(_postgres, "_SHIFT", 8)
+        storage = make()
+
+        def overfill() -> None:
+            with storage.transaction():
+                storage.append([batch("a", 0, 5)])
+                storage.append([batch("b", 0, 3)])
+
+        with pytest.raises(StorageError, match="more than 7 events"):
+            overfill()
+        assert storage.read_all(0, 10) == []
+
+
+class TestAppend:
+    def test_conflict_on_second_stream_leaves_nothing(self, make: Make) -> None:
+        """A stale expected version on one stream appends nothing of the others."""
+        storage = make()
+        storage.append([batch("b", 0)])
+        with pytest.raises(VersionConflict) as info:
+            storage.append([batch("a", 0, 2), batch("b", 0)])
+        assert (info.value.stream_id, info.value.expected, info.value.actual) == ("b", 0, 1)
+        with pytest.raises(VersionConflict):
+            storage.append([batch("a", 0, 2), batch("b", 5)])
+        assert storage.read_stream("clock", "a", 0, None) == []
+
+    def test_conflict_inside_transaction_keeps_it_usable(self, make: Make) -> None:
+        """After a conflict inside a transaction, later appends in it still commit."""
+        storage = make()
+        storage.append([batch("a", 0)])
+        with storage.transaction():
+            with pytest.raises(VersionConflict):
+                storage.append([batch("b", 0), batch("a", 0)])
+            storage.append([batch("a", 1)])
+        assert [r.version for r in storage.read_stream("clock", "a", 0, None)] == [1, 2]
+        assert storage.read_stream("clock", "b", 0, None) == []
+
+    def test_racing_appends_at_any_version_all_land(self, make: Make) -> None:
+        """Concurrent appends with no expected version retry until each lands after the end."""
+        storage = make()
+
+        def write() -> None:
+            for _ in range(10):
+                storage.append([batch("shared", None)])
+
+        threads = [threading.Thread(target=write) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        versions = [r.version for r in storage.read_stream("clock", "shared", 0, None)]
+        assert versions == list(range(1, 61))
+
+
+class TestSchema:
+    def test_tables_live_in_their_schema_and_schemas_are_isolated(
+        self, make: Make, pg_schema: str
+    ) -> None:
+        """Each storage keeps its tables in its own schema and sees nothing of another's."""
+        other = f"{pg_schema}_b"
+        try:
+            one, two = make(), make(schema=other)
+            one.append([batch("a", 0)])
+            assert two.read_all(0, 10) == []
+            assert two.read_stream("clock", "a", 0, None) == []
+            tables = sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s"
+                " ORDER BY 1",
+                pg_schema,
+            )
+            assert tables == [("checkpoints",), ("documents",), ("events",), ("snapshots",)]
+        finally:
+            two.close()
+            drop_schema(other)
+
+    def test_exported_ddl_runs_as_is(self, make: Make, pg_schema: str) -> None:
+        """postgres_schema() is plain SQL that runs twice over and leaves a working store."""
+        ddl = postgres_schema(pg_schema)
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(ddl.encode())
+            conn.execute(ddl.encode())
+        storage = make()
+        storage.append([batch("a", 0)])
+        assert len(read_log(storage, 1)) == 1
+        assert '"eventsourcing".' in postgres_schema()
+
+    def test_concurrent_first_use_creates_the_schema_once(self, make: Make) -> None:
+        """Four storages racing to create the same new schema all succeed."""
+        barrier = threading.Barrier(4)
+        made: list[Storage] = []
+        errors: list[BaseException] = []
+
+        def first_use() -> None:
+            barrier.wait()
+            try:
+                made.append(make())
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=first_use) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        made[0].append([batch("a", 0)])
+        assert [len(read_log(s, 1)) for s in made] == [1, 1, 1, 1]
+
+    def test_import_works_without_psycopg(self) -> None:
+        """Without the postgres extra the package imports; postgres_storage says what to install."""
+        code = (
+            "import sys; sys.modules['psycopg'] = None; sys.modules['psycopg_pool'] = None\n"
+            "import eventsourcing_fn.storage as s\n"
+            "try:\n    s.postgres_storage('postgresql://x')\n"
+            "except ImportError as exc:\n    print(exc)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        assert "eventsourcing_fn[postgres]" in out
+
+
+class TestConnections:
+    def test_pool_passed_in_is_not_closed(self, make: Make) -> None:
+        """close() leaves a caller's pool open; the storage still uses it until then."""
+        with psycopg_pool.ConnectionPool(POSTGRES_URL, min_size=1, max_size=2) as pool:
+            storage = make(pool)
+            storage.append([batch("a", 0)])
+            storage.close()
+            assert not pool.closed
+            with pool.connection() as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+
+    def test_pool_with_other_settings_still_works(self, make: Make) -> None:
+        """A pool of non-autocommit connections in another time zone commits and reads UTC."""
+        with psycopg_pool.ConnectionPool(
+            POSTGRES_URL,
+            min_size=1,
+            max_size=2,
+            kwargs={"options": "-c TimeZone=Asia/Kolkata"},
+        ) as pool:
+            storage = make(pool)
+            (row,) = storage.append([batch("a", 0)])
+            (read,) = make().read_stream("clock", "a", 0, None)  # another pool: committed
+            assert read == row
+            (again,) = read_log(storage, 1)
+            assert again.recorded_at.tzinfo is UTC
+            assert again.recorded_at == row.recorded_at
+            with pool.connection() as conn:
+                assert conn.autocommit is False
+
+    def test_connection_killed_mid_transaction(self, make: Make) -> None:
+        """A backend killed inside a transaction: StorageError, nothing kept, storage recovers."""
+        app = f"esfn-{uuid.uuid4().hex[:8]}"
+        with psycopg_pool.ConnectionPool(
+            POSTGRES_URL, min_size=1, max_size=2, kwargs={"application_name": app}
+        ) as pool:
+            storage = make(pool)
+
+            def killed_midway() -> None:
+                with storage.transaction():
+                    storage.append([batch("a", 0)])
+                    (killed,) = sql(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE application_name = %s AND state = 'idle in transaction'",
+                        app,
+                    )
+                    assert killed == (True,)
+                    storage.append([batch("b", 0)])
+
+            with pytest.raises(StorageError, match="schema") as info:
+                killed_midway()
+            assert "clock/'b'" in str(info.value)
+            assert isinstance(info.value.__cause__, psycopg.OperationalError)
+            assert make().read_stream("clock", "a", 0, None) == []
+            storage.append([batch("c", 0)])
+            assert [r.stream_id for r in read_log(storage, 1)] == ["c"]
+
+    def test_idle_connections_killed_are_replaced(self, make: Make) -> None:
+        """Reads recover when the pool's idle connections were terminated (e.g. a restart)."""
+        app = f"esfn-{uuid.uuid4().hex[:8]}"
+        with psycopg_pool.ConnectionPool(
+            POSTGRES_URL, min_size=1, max_size=1, kwargs={"application_name": app}
+        ) as pool:
+            storage = make(pool)
+            storage.append([batch("a", 0)])
+            sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s",
+                app,
+            )
+            assert len(storage.read_stream("clock", "a", 0, None)) == 1
+
+    def test_bad_url_is_a_storage_error(self) -> None:
+        """An unreachable server fails at once, as a StorageError naming the schema."""
+        with pytest.raises(StorageError, match="'nowhere'"):
+            postgres_storage(
+                "postgresql://postgres@127.0.0.1:1/test?connect_timeout=2", schema="nowhere"
+            )
+
+
+class TestLockStreams:
+    def test_second_writer_waits_for_the_first(self, make: Make) -> None:
+        """With lock_streams, a second transaction locking the stream waits for the first."""
+        first, second = make(lock_streams=True), make(lock_streams=True)
+        locked = threading.Event()
+        committed_at: list[float] = []
+
+        def hold() -> None:
+            with first.transaction():
+                first.lock_stream("clock", "a")
+                locked.set()
+                time.sleep(0.3)
+                first.append([batch("a", 0)])
+            committed_at.append(time.monotonic())
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        locked.wait(10)
+        with second.transaction():
+            second.lock_stream("clock", "a")
+            acquired = time.monotonic()
+            head = second.read_stream("clock", "a", 0, None)
+            second.append([batch("a", len(head))])
+        holder.join()
+        assert acquired >= committed_at[0] - 0.01
+        assert [r.version for r in second.read_stream("clock", "a", 0, None)] == [1, 2]
+
+    def test_without_lock_streams_locking_is_a_no_op(self, make: Make) -> None:
+        """With lock_streams off, lock_stream never blocks."""
+        first, second = make(), make()
+        with first.transaction():
+            first.lock_stream("clock", "a")
+            first.append([batch("a", 0)])
+            started = time.monotonic()
+            with second.transaction():
+                second.lock_stream("clock", "a")
+            assert time.monotonic() - started < 0.2
+
+    def test_checkpoint_reads_in_a_transaction_serialise(self, make: Make) -> None:
+        """Two transactions reading one checkpoint run one after the other (no lost update)."""
+        from eventsourcing_fn.storage import Checkpoint
+
+        storages = [make(), make()]
+        storages[0].write_checkpoint(Checkpoint("count", 0, "0"))
+
+        def bump(storage: Storage) -> None:
+            for _ in range(10):
+                with storage.transaction():
+                    current = storage.read_checkpoint("count")
+                    assert current is not None
+                    assert current.state is not None
+                    time.sleep(0.002)
+                    n = int(current.state) + 1
+                    storage.write_checkpoint(Checkpoint("count", n, str(n)))
+
+        threads = [threading.Thread(target=bump, args=(s,)) for s in storages]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert storages[0].read_checkpoint("count") == Checkpoint("count", 20, "20")
