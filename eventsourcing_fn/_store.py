@@ -146,8 +146,9 @@ class EventStore:
             ctx = current_context()
             after = None if expected is ANY else loaded.version
             rows = self.storage.append([_batch(name, sid, after, events, ctx)])
-            if rows[0].version == loaded.version + 1:  # else (ANY) `state` misses rival events
-                self._maybe_snapshot(aggregate, sid, loaded.version, rows[-1].version, state)
+            if rows[0].version != loaded.version + 1:  # ANY landed after rival events:
+                state = self._load(aggregate, sid).state  # fold them in, ours included
+            self._maybe_snapshot(aggregate, sid, rows[0].version - 1, rows[-1].version, state)
         recorded = tuple(
             _recorded(d.event, row, dict(ctx.metadata)) for d, row in zip(events, rows, strict=True)
         )

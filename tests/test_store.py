@@ -266,6 +266,16 @@ class TestExpectedVersion:
         assert [r.version for r in outcome.unwrap().events] == [3]
         assert payloads(store, "a") == [Opened("ann"), Deposited(100), Deposited(7)]
 
+    def test_any_outcome_state_includes_a_rival_write(self, storage: Storage) -> None:
+        """An ANY append that landed after a rival returns the state of the whole stream."""
+        store = EventStore(storage, aggregates=[account])
+        store.execute(account, "a", Open("ann")).unwrap()
+        racing, _ = with_rival(storage, "a")
+        outcome = EventStore(racing, aggregates=[account]).execute(
+            account, "a", Deposit(7), expected_version=ANY
+        )
+        assert outcome.unwrap().state == store.load(account, "a").state == Account("ann", 107)
+
 
 class TestRetries:
     def test_lost_race_without_retries_is_a_concurrency_failure(self, storage: Storage) -> None:
