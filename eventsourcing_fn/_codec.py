@@ -126,6 +126,8 @@ class Codec:
         for cls in classes:
             self.add(cls)
         self._readers: dict[tuple[str, int], Callable[[str], Any]] = {}
+        self._default = converter is None  # only then are scalar hooks known to be exact
+        self._plain: dict[type, tuple[tuple[str, type], ...] | None] = {}
         self._hooks: dict[type, tuple[Callable[[Any], Any], Callable[[Any, type], Any]]] = {}
 
     def add(self, cls: type) -> None:
@@ -152,6 +154,11 @@ class Codec:
     def encode(self, obj: Any) -> str:
         """JSON text of `obj`, checked to read back equal; `InvalidPayload` otherwise."""
         cls = type(obj)
+        plain = self._plain.get(cls, _UNKNOWN)
+        if plain is _UNKNOWN:
+            plain = self._plain[cls] = _plain_fields(cls) if self._default else None
+        if plain is not None:
+            return self._encode_plain(obj, plain)
         try:
             hooks = self._hooks.get(cls)
             if hooks is None:  # a field type cattrs cannot handle fails here, named below
@@ -173,6 +180,23 @@ class Codec:
                 "value does not match its annotation (would not read back equal)",
             )
         return text
+
+    def _encode_plain(self, obj: Any, fields: tuple[tuple[str, type], ...]) -> str:
+        """The fast path for classes of str/int/float/bool fields: check types, no round trip."""
+        data = {}
+        for name, kind in fields:
+            value = getattr(obj, name)
+            if type(value) is not kind and not (kind is float and type(value) is int):
+                raise InvalidPayload(
+                    self.name_of(type(obj))[0],
+                    name,
+                    f"expected {kind.__name__}, got {type(value).__name__} {value!r}",
+                )
+            data[name] = value
+        try:
+            return _ENCODER.encode(data)
+        except ValueError as exc:  # NaN or infinity: not JSON
+            raise InvalidPayload(self.name_of(type(obj))[0], None, str(exc)) from exc
 
     def decode_state(self, text: str, cls: type[T]) -> T:
         """A state (or any attrs object) from its JSON text."""
@@ -241,6 +265,23 @@ class Codec:
         if version == current:
             return lambda text: structure(loads(text), cls)
         return lambda text: structure(self.upcast(name, version, loads(text)), cls)
+
+
+_UNKNOWN: Any = object()
+_SCALARS = (str, int, float, bool)
+
+
+def _plain_fields(cls: type) -> tuple[tuple[str, type], ...] | None:
+    """(name, type) of every field when an attrs class has only str/int/float/bool ones."""
+    if not attrs.has(cls):
+        return None
+    try:
+        fields = attrs.fields(attrs.resolve_types(cls))
+    except Exception:  # unresolvable annotations: leave it to cattrs and the round trip
+        return None
+    if not all(f.type in _SCALARS and f.init and f.alias == f.name for f in fields):
+        return None
+    return tuple((f.name, f.type) for f in fields)
 
 
 def _why(exc: BaseException) -> str:

@@ -260,21 +260,17 @@ class EventStore:
             raise ConfigurationError(f"{aggregate!r} is not registered with this store")
 
     def _decode(self, row: StoredEvent) -> Any:
-        where = (
-            f"stream {row.stream_type}/{row.stream_id!r} version {row.version} "
-            f"at position {row.position}"
-        )
         try:
             read = self.codec.reader(row.type, row.schema_version)
         except UnknownEventTypeError as exc:
             raise UnknownEventTypeError(
-                f"{exc} ({where})", type_name=row.type, version=row.schema_version
+                f"{exc} ({_where(row)})", type_name=row.type, version=row.schema_version
             ) from None
         try:
             return read(row.data)
         except Exception as exc:  # corrupt or mismatched stored data is a fault, named
             raise StorageError(
-                f"cannot read event {row.type!r} version {row.schema_version} in {where}: "
+                f"cannot read event {row.type!r} version {row.schema_version} in {_where(row)}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
 
@@ -287,6 +283,13 @@ class EventStore:
                 f"version {row.version} at position {row.position}: {exc}"
             ) from exc
         return _recorded(self._decode(row), row, metadata)
+
+
+def _where(row: StoredEvent) -> str:
+    return (
+        f"stream {row.stream_type}/{row.stream_id!r} version {row.version} "
+        f"at position {row.position}"
+    )
 
 
 def _batch(
