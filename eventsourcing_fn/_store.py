@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
@@ -14,7 +13,7 @@ import cattrs
 from returns.result import Failure, Result, Success
 
 from ._aggregate import Aggregate
-from ._codec import Codec, InvalidPayload, Upcaster, dumps
+from ._codec import Codec, InvalidPayload, Upcaster, dumps, loads
 from ._decision import Decided, decide_all
 from ._envelope import (
     ANY,
@@ -276,7 +275,7 @@ class EventStore:
 
     def _record(self, row: StoredEvent) -> Recorded[Any]:
         try:
-            metadata = json.loads(row.metadata)
+            metadata = loads(row.metadata)
         except ValueError as exc:
             raise StorageError(
                 f"corrupt metadata of stream {row.stream_type}/{row.stream_id!r} "
