@@ -144,7 +144,9 @@ class Scenario:
         actual = self._decided()
         data: dict[str, Any] = {
             "given": [self._describe(e) for e in self._given],
-            "when": [self._describe(c) for c in self._commands],
+            "when": [
+                {"type": type(c).__name__, "data": self._unstructure(c)} for c in self._commands
+            ],
         }
         if isinstance(actual, CommandError):
             data["then"] = {"rejected": type(actual).__name__, "reason": _reason(actual.reason)}
