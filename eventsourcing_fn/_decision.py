@@ -56,7 +56,8 @@ def _encode(
     if not codec.knows(cls):
         raise ConfigurationError(
             f"aggregate {aggregate.name!r} emitted {cls.__qualname__}, "
-            "which has no evolve of its own"
+            "which the store does not know: give it an evolve of its own (a subclass does not "
+            "inherit its base's type name), registered before the EventStore is built"
         )
     type_name, version = codec.name_of(cls)
     try:
