@@ -41,8 +41,6 @@ def annotated_classes(
     param: str,
     kind: str,
     localns: Mapping[str, Any],
-    *,
-    allow_any: bool = False,
 ) -> tuple[type, ...]:
     """The classes annotating `param` of `fn` (each member of a union); TypeError otherwise."""
     annotations = getattr(fn, "__annotations__", {})
@@ -57,8 +55,6 @@ def annotated_classes(
         raise TypeError(
             f"{kind} {_name(fn)}: cannot resolve the annotation of {param!r}: {exc}"
         ) from None
-    if allow_any and hint is Any:
-        return (object,)
     members = typing.get_args(hint) if _is_union(hint) else (hint,)
     for member in members:
         if not isinstance(member, type) or member is type(None):
