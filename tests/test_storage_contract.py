@@ -165,6 +165,14 @@ class TestExpectedVersion:
         assert versions(storage, "s") == [1, 2]
         assert len(positions(storage)) == 2
 
+    def test_one_stream_twice_in_one_append(self, storage: Storage) -> None:
+        """A second batch for the same stream is checked against the end the first one left."""
+        rows = storage.append(
+            [StreamAppend("account", "s", 0, events(1)), StreamAppend("account", "s", 1, events(2))]
+        )
+        assert [row.version for row in rows] == [1, 2, 3]
+        assert versions(storage, "s") == [1, 2, 3]
+
     def test_conflict_on_second_stream_appends_nothing(self, storage: Storage) -> None:
         """A conflict on the second stream of one append leaves the first untouched too."""
         append(storage, "b", 1)

@@ -56,11 +56,14 @@ def memory_storage() -> Storage:
 
     def append(batches: Sequence[StreamAppend]) -> Sequence[StoredEvent]:
         with transaction():
+            ends: dict[tuple[str, str], int] = {}
             for batch in batches:  # check every stream first, so a conflict writes nothing
-                actual = len(streams.get((batch.stream_type, batch.stream_id), ()))
+                key = (batch.stream_type, batch.stream_id)
+                actual = ends.get(key, len(streams.get(key, ())))
                 expected = batch.expected_version
                 if expected is not None and expected != actual:
                     raise VersionConflict(batch.stream_type, batch.stream_id, expected, actual)
+                ends[key] = actual + len(batch.events)
             out: list[StoredEvent] = []
             for batch in batches:
                 out.extend(_append_stream(batch))
@@ -72,11 +75,7 @@ def memory_storage() -> Storage:
         if stream is None:
             stream = streams[key] = []
             record(lambda: streams.pop(key, None))
-        actual = len(stream)
-        if batch.expected_version is not None and batch.expected_version != actual:
-            raise VersionConflict(
-                batch.stream_type, batch.stream_id, batch.expected_version, actual
-            )
+        actual = len(stream)  # expected versions were checked before anything was written
         rows = [
             StoredEvent(
                 stream_type=batch.stream_type,
