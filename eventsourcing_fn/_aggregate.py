@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 from returns.result import Failure, Result, Success
 
 from ._annotations import annotated_classes, caller_locals, check_arity
+from ._arguments import short
 from ._codec import Upcaster
 from ._envelope import Recorded
 from ._errors import CommandError, ConfigurationError, StreamClosedError
@@ -131,7 +132,7 @@ class Aggregate(Generic[S]):
     ) -> Result[tuple[Any, ...], CommandError]:
         """Decide `command` against `state` (or `initial`): the events, or why it was rejected."""
         current: S = self.initial if state is None else state
-        where = f"stream {stream_id!r}" if stream_id is not None else "a stream"
+        where = f"stream {short(stream_id)}" if stream_id is not None else "a stream"
         name = type(command).__qualname__
         if self.is_terminal(current):
             return Failure(
@@ -148,7 +149,7 @@ class Aggregate(Generic[S]):
             raise ConfigurationError(f"aggregate {self.name!r} has no decide for command {name}")
         try:
             produced = decide(command, current)
-        except Exception as exc:  # raising in decide rejects the command (SPEC §2)
+        except Exception as exc:  # raising in decide rejects the command
             return Failure(self._rejected(command, stream_id, exc))
         if isinstance(produced, Failure):
             return Failure(self._rejected(command, stream_id, produced.failure()))
@@ -157,7 +158,7 @@ class Aggregate(Generic[S]):
         return Success(_as_events(produced))
 
     def _rejected(self, command: object, stream_id: str | None, reason: object) -> CommandError:
-        where = f"stream {stream_id!r}" if stream_id is not None else "a stream"
+        where = f"stream {short(stream_id)}" if stream_id is not None else "a stream"
         why = (
             f"{type(reason).__name__}: {reason}"
             if isinstance(reason, BaseException)

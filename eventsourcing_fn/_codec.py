@@ -55,7 +55,9 @@ def _unstructure_datetime(value: datetime) -> str:
 def _unstructure_decimal(value: Decimal) -> str:
     # A float would read back as a Decimal that compares equal (1.5 == Decimal("1.5")).
     if not isinstance(value, Decimal):
-        raise TypeError(f"expected Decimal, got {type(value).__name__} {value!r}")
+        raise TypeError(f"expected Decimal, got {type(value).__name__} {_clip(value)}")
+    if value.is_nan():  # never equal to itself (a signalling NaN even raises when compared)
+        raise ValueError(f"Decimal {str(value)!r} is not a number and never reads back equal")
     return str(value)
 
 
@@ -64,7 +66,7 @@ def _structure_exact(kind: type) -> Callable[[Any, type], Any]:
 
     def structure(value: Any, cls: type) -> Any:
         if type(value) is not kind and not (kind is float and type(value) is int):
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {_clip(value)}")
         # The hook also catches subclasses (IntEnum, StrEnum): build those from the raw value.
         return value if cls is kind else cls(value)
 
@@ -97,6 +99,8 @@ class InvalidPayload(ValueError):
 
     def __init__(self, type_name: str, field: str | None, problem: str) -> None:
         where = f"{type_name}.{field}" if field else type_name
+        if len(problem) > 300:  # a huge value must not make a huge message
+            problem = f"{problem[:285]}...({len(problem)} chars)"
         super().__init__(f"{where}: {problem}")
         self.type_name = type_name
         self.field = field
@@ -118,8 +122,25 @@ def loads(text: str) -> Any:
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON text; never falls back to str() for unknown types."""
-    return _ENCODER.encode(value)
+    """Compact JSON text that is valid UTF-8; never falls back to str() for unknown types.
+
+    Raises `TypeError` for a value JSON cannot hold and `ValueError` for NaN, infinities and
+    text with lone surrogates (which no UTF-8 database column can store).
+    """
+    text = _ENCODER.encode(value)
+    if not text.isascii():
+        _check_utf8(text)
+    return text
+
+
+def _check_utf8(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"text holds a lone surrogate {text[exc.start]!r} at index {exc.start}, "
+            "which is not valid UTF-8"
+        ) from None
 
 
 class Codec:
@@ -179,7 +200,7 @@ class Codec:
                     conv.get_unstructure_hook(cls),
                     conv.get_structure_hook(cls),
                 )
-            text = _ENCODER.encode(hooks[0](obj))
+            text = dumps(hooks[0](obj))
             back = hooks[1](json.loads(text), cls)
         except Exception as exc:  # any failure here means: not serializable as annotated
             field = self._failing_field(obj, exc)
@@ -202,8 +223,13 @@ class Codec:
                 raise InvalidPayload(
                     self.name_of(type(obj))[0],
                     name,
-                    f"expected {kind.__name__}, got {type(value).__name__} {value!r}",
+                    f"expected {kind.__name__}, got {type(value).__name__} {_clip(value)}",
                 )
+            if kind is str and not value.isascii():  # type: ignore[attr-defined]
+                try:
+                    _check_utf8(value)  # type: ignore[arg-type]
+                except ValueError as exc:
+                    raise InvalidPayload(self.name_of(type(obj))[0], name, str(exc)) from None
             data[name] = value
         try:
             return _ENCODER.encode(data)
@@ -293,6 +319,12 @@ def _plain_fields(cls: type) -> tuple[tuple[str, type], ...] | None:
     if not all(f.type in _SCALARS and f.init and f.alias == f.name for f in fields):
         return None
     return tuple((f.name, f.type) for f in fields)
+
+
+def _clip(value: object, limit: int = 80) -> str:
+    """A repr short enough for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 15]}...({len(text)} chars)"
 
 
 def _why(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ import attrs
 from returns.result import Failure, Result, Success
 
 from ._aggregate import Aggregate
+from ._arguments import short
 from ._codec import Codec, InvalidPayload
 from ._errors import CommandError, ConfigurationError, EventValidationError
 
@@ -63,9 +64,10 @@ def _encode(
     try:
         data = codec.encode(event)
     except InvalidPayload as exc:
+        where = short(stream_id) if stream_id is not None else "(new)"
         return Failure(
             EventValidationError(
-                f"aggregate {aggregate.name!r}, stream {stream_id!r}: event {exc} "
+                f"aggregate {aggregate.name!r}, stream {where}: event {exc} "
                 f"(from command {type(command).__qualname__}); nothing appended",
                 aggregate=aggregate.name,
                 stream_id=stream_id,

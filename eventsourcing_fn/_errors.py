@@ -1,4 +1,4 @@
-"""The library's errors (SPEC §8). Outcomes travel as `Failure(error)`; faults are raised."""
+"""The library's errors. Outcomes travel as `Failure(error)`; faults are raised."""
 
 from __future__ import annotations
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from itertools import takewhile
 from typing import Any, TypeVar
 from uuid import uuid4
 
 import cattrs
 from returns.result import Failure, Result, Success
 
+from . import _arguments
 from ._aggregate import Aggregate
+from ._arguments import short
 from ._codec import Codec, InvalidPayload, Upcaster, dumps, loads
 from ._decision import Decided, decide_all
 from ._envelope import (
@@ -29,12 +33,14 @@ from ._errors import (
     ConcurrencyError,
     ConfigurationError,
     EventSourcingError,
+    EventValidationError,
     StorageError,
     UnknownEventTypeError,
 )
 from ._stream_locks import StreamLocks
 from .storage import (
     NewEvent,
+    OrderConflict,
     Storage,
     StoredEvent,
     StoredSnapshot,
@@ -44,6 +50,8 @@ from .storage import (
 )
 
 S = TypeVar("S")
+_log = logging.getLogger("eventsourcing_fn")
+_REORDER_RETRIES = 3  # new transactions for an append refused to keep a stream in log order
 
 
 class EventStore:
@@ -103,21 +111,27 @@ class EventStore:
         defaults to the loaded version (then a lost race is retried `max_retries` times).
         """
         self._check(aggregate)
-        if max_retries < 0:
-            raise ValueError(f"max_retries={max_retries}: must be >= 0")
+        _arguments.stream_id("execute", stream_id, optional=True)
+        expected_version = _arguments.expected_version(expected_version)
+        _arguments.count("execute", "max_retries", max_retries)
         new = stream_id is None
         sid = str(uuid4()) if stream_id is None else stream_id
-        if expected_version == 0:
-            expected_version = NEW
         nested = self._in_transaction.get()
         retry = expected_version is None and not nested
-        for attempt in range(max_retries + 1 if retry else 1):
+        retries = reorders = 0
+        while True:
             try:
                 return self._execute_once(aggregate, sid, commands, expected_version, new)
-            except VersionConflict as conflict:
-                if attempt == max_retries or not retry:
+            except OrderConflict as conflict:
+                # Our transaction began before the one that wrote the stream's end: a new
+                # transaction comes after it in the log, so trying again is always safe.
+                if nested or reorders == _REORDER_RETRIES:
                     return Failure(self._conflict(aggregate, sid, commands, conflict))
-        raise AssertionError("unreachable")  # pragma: no cover
+                reorders += 1
+            except VersionConflict as conflict:
+                if not retry or retries == max_retries:
+                    return Failure(self._conflict(aggregate, sid, commands, conflict))
+                retries += 1
 
     def _execute_once(
         self,
@@ -143,8 +157,11 @@ class EventStore:
             if not events:
                 return Success(Outcome(sid, loaded.version, (), state))
             ctx = current_context()
+            metadata = _metadata(aggregate, sid, ctx, events)
+            if isinstance(metadata, Failure):
+                return metadata
             after = None if expected is ANY else loaded.version
-            rows = self.storage.append([_batch(name, sid, after, events, ctx)])
+            rows = self.storage.append([_batch(name, sid, after, events, ctx, metadata.unwrap())])
             if rows[0].version != loaded.version + 1:  # ANY landed after rival events:
                 state = self._load(aggregate, sid).state  # fold them in, ours included
             self._maybe_snapshot(aggregate, sid, rows[0].version - 1, rows[-1].version, state)
@@ -176,10 +193,17 @@ class EventStore:
         commands: Sequence[object],
         conflict: VersionConflict,
     ) -> ConcurrencyError:
+        if isinstance(conflict, OrderConflict):
+            why = (
+                f"version {conflict.actual} was appended by a transaction that began after this"
+                " one, and appending now would put the stream out of version order in the log;"
+                " retry the transaction"
+            )
+        else:
+            expected = "NEW" if conflict.expected == 0 else conflict.expected
+            why = f"expected version {expected}, found {conflict.actual}"
         return ConcurrencyError(
-            f"aggregate {aggregate.name!r}, stream {sid!r}: expected version "
-            f"{'NEW' if conflict.expected == 0 else conflict.expected}, "
-            f"found {conflict.actual}; nothing appended",
+            f"aggregate {aggregate.name!r}, stream {short(sid)}: {why}; nothing appended",
             aggregate=aggregate.name,
             stream_id=sid,
             command=commands[0] if len(commands) == 1 else tuple(commands),
@@ -199,43 +223,66 @@ class EventStore:
     ) -> Loaded[S]:
         """The stream's state now, after `at_version` events, or as of the aware datetime `at`."""
         self._check(aggregate)
-        if at_version is not None and at_version < 0:
-            raise ValueError(f"load(at_version={at_version}): versions are >= 0")
+        _arguments.stream_id("load", stream_id)
+        _arguments.count("load", "at_version", at_version, optional=True)
+        at_version = _arguments.clamp(at_version)  # past the end: the latest state
         if at is None:
             return self._load(aggregate, stream_id, at_version)
-        if at.tzinfo is None:
-            raise TypeError(f"load(at={at!r}): a naive datetime is ambiguous, give a timezone")
+        _arguments.aware("load", "at", at)
         rows = self.storage.read_stream(aggregate.name, stream_id, 0, at_version)
-        rows = [row for row in rows if row.recorded_at <= at]
-        state = aggregate.fold(self._decode(row) for row in rows)
-        return Loaded(stream_id, rows[-1].version if rows else 0, state)
+        # A prefix, even when clocks ran backwards across versions: stop at the first event
+        # recorded after `at`, never fold a later version without the ones before it.
+        prefix = list(takewhile(lambda row: row.recorded_at <= at, rows))
+        state = aggregate.fold(self._decode(row) for row in prefix)
+        return Loaded(stream_id, prefix[-1].version if prefix else 0, state)
 
     def _load(self, aggregate: Aggregate[S], sid: str, up_to: int | None = None) -> Loaded[S]:
         state, version = aggregate.initial, 0
+        rows: Sequence[StoredEvent] = ()
         if aggregate.snapshot_every is not None:
             snap = self.storage.read_snapshot(aggregate.name, sid, up_to)
-            if snap is not None and snap.snapshot_version == aggregate.snapshot_version:
-                try:
-                    state = self.codec.decode_state(snap.data, type(aggregate.initial))
-                    version = snap.version
-                except Exception:  # an unreadable snapshot is ignored: rebuild from events
-                    state, version = aggregate.initial, 0
-        rows = self.storage.read_stream(aggregate.name, sid, version, up_to)
+            if snap is not None:
+                state, version, rows = self._from_snapshot(aggregate, snap, up_to)
+        if version == 0:
+            rows = self.storage.read_stream(aggregate.name, sid, 0, up_to)
         for row in rows:
             event = self._decode(row)
             state = aggregate.evolver(event)(state, event)
         return Loaded(sid, rows[-1].version if rows else version, state)
 
+    def _from_snapshot(
+        self, aggregate: Aggregate[S], snap: StoredSnapshot, up_to: int | None
+    ) -> tuple[S, int, Sequence[StoredEvent]]:
+        """(state, version, the rows after it), or version 0 when the snapshot is unusable."""
+        where = f"snapshot of {aggregate.name}/{short(snap.stream_id)} at version {snap.version}"
+        if snap.snapshot_version != aggregate.snapshot_version:
+            return aggregate.initial, 0, ()  # taken of an older state class: expected, quiet
+        # Read from the snapshot's own version: its event must exist, or the snapshot is
+        # past the stream's end and folding on from it would invent versions.
+        rows = self.storage.read_stream(aggregate.name, snap.stream_id, snap.version - 1, up_to)
+        if not rows or rows[0].version != snap.version:
+            _log.warning("ignoring the %s: the stream has no such version", where)
+            return aggregate.initial, 0, ()
+        try:
+            state = self.codec.decode_state(snap.data, type(aggregate.initial))
+        except Exception as exc:  # an unreadable snapshot is ignored: rebuild from events
+            _log.warning("ignoring the unreadable %s: %s: %s", where, type(exc).__name__, exc)
+            return aggregate.initial, 0, ()
+        return state, snap.version, rows[1:]
+
     def events(self, aggregate: Aggregate[Any], stream_id: str) -> list[Recorded[Any]]:
         """Every event of one stream, in version order."""
         self._check(aggregate)
+        _arguments.stream_id("events", stream_id)
         rows = self.storage.read_stream(aggregate.name, stream_id, 0, None)
         return [self._record(row) for row in rows]
 
     def read_all(self, after: int = 0) -> Iterator[Recorded[Any]]:
         """The global log after position `after`, in position order."""
-        if after < 0:
-            raise ValueError(f"read_all(after={after}): positions are >= 0")
+        _arguments.position("read_all", "after", after)
+        return self._read_all(after)
+
+    def _read_all(self, after: int) -> Iterator[Recorded[Any]]:
         for row in self.storage.iter_all(after):
             yield self._record(row)
 
@@ -278,7 +325,7 @@ class EventStore:
             metadata = loads(row.metadata)
         except ValueError as exc:
             raise StorageError(
-                f"corrupt metadata of stream {row.stream_type}/{row.stream_id!r} "
+                f"corrupt metadata of stream {row.stream_type}/{short(row.stream_id)} "
                 f"version {row.version} at position {row.position}: {exc}"
             ) from exc
         return _recorded(self._decode(row), row, metadata)
@@ -286,15 +333,56 @@ class EventStore:
 
 def _where(row: StoredEvent) -> str:
     return (
-        f"stream {row.stream_type}/{row.stream_id!r} version {row.version} "
+        f"stream {row.stream_type}/{short(row.stream_id)} version {row.version} "
         f"at position {row.position}"
     )
 
 
+def _metadata(
+    aggregate: Aggregate[Any], sid: str, ctx: Context, events: Sequence[Decided]
+) -> Result[str, EventValidationError]:
+    """The context's metadata as JSON text, or why the context cannot be stored."""
+    problem: tuple[str, str] | None = None
+    for field in ("actor_id", "correlation_id", "causation_id"):
+        value = getattr(ctx, field)
+        if value is not None and not isinstance(value, str):
+            problem = (field, f"expected a str or None, got {type(value).__name__}")
+        elif value is not None and (why := _arguments.text(value)):
+            problem = (field, why)
+        if problem:
+            break
+    else:
+        try:
+            if not isinstance(ctx.metadata, Mapping) or not all(
+                isinstance(k, str) for k in ctx.metadata
+            ):
+                raise TypeError("expected a dict with str keys")
+            return Success(dumps(dict(ctx.metadata)))
+        except (TypeError, ValueError) as exc:
+            problem = ("metadata", f"not JSON: {exc}")
+    field, why = problem
+    first = events[0]
+    return Failure(
+        EventValidationError(
+            f"aggregate {aggregate.name!r}, stream {short(sid)}: the context's {field} {why}"
+            f" (event {first.type}); nothing appended",
+            aggregate=aggregate.name,
+            stream_id=sid,
+            command=first.command,
+            event_type=first.type,
+            field=field,
+        )
+    )
+
+
 def _batch(
-    stream_type: str, sid: str, expected: int | None, events: Sequence[Decided], ctx: Context
+    stream_type: str,
+    sid: str,
+    expected: int | None,
+    events: Sequence[Decided],
+    ctx: Context,
+    metadata: str,
 ) -> StreamAppend:
-    metadata = dumps(dict(ctx.metadata))
     now = datetime.now(UTC)
     return StreamAppend(
         stream_type,

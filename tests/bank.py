@@ -1,4 +1,4 @@
-"""The bank account of SPEC §2, shared by the behaviour tests."""
+"""The bank account example, shared by the behaviour tests."""
 
 from __future__ import annotations
 

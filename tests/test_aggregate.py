@@ -1,4 +1,4 @@
-"""Aggregates: registration by annotation, fold, run, upcasting and terminal states (SPEC §2)."""
+"""Aggregates: registration by annotation, fold, run, upcasting and terminal states."""
 
 from __future__ import annotations
 

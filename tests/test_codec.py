@@ -1,4 +1,4 @@
-"""Serialization: every supported payload type round-trips; anything else is rejected (SPEC §3)."""
+"""Serialization: every supported payload type round-trips; anything else is rejected."""
 
 from __future__ import annotations
 

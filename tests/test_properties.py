@@ -1,9 +1,12 @@
-"""Laws of the store, checked on generated command sequences over the in-memory store."""
+"""Laws of the store, checked on generated command sequences and stored histories."""
 
 from __future__ import annotations
 
-from itertools import pairwise
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise, takewhile
+from tempfile import TemporaryDirectory
 from typing import Any
+from uuid import uuid4
 
 from bank import Close, Deposit, Open, Withdraw, account, make_account
 from hypothesis import given, settings
@@ -11,6 +14,7 @@ from hypothesis import strategies as st
 from returns.result import Success
 
 from eventsourcing_fn import EventStore
+from eventsourcing_fn.storage import NewEvent, StreamAppend, memory_storage, sqlite_storage
 
 commands = st.one_of(
     st.builds(Open, st.sampled_from(["ann", "bob"])),
@@ -83,3 +87,34 @@ class TestLaws:
         positions = [r.position for r in store.read_all()]
         assert all(a < b for a, b in pairwise(positions))
         assert sum(store.load(account, s).version for s in "abc") == len(positions)
+
+    @LAWS
+    @given(
+        amounts=st.lists(st.integers(1, 9), min_size=1, max_size=8),
+        offsets=st.lists(st.integers(-5, 5), min_size=9, max_size=9),
+        at=st.integers(-6, 12),
+        backend=st.sampled_from(["memory", "sqlite"]),
+    )
+    def test_load_at_time_is_the_fold_of_a_prefix(
+        self, amounts: list[int], offsets: list[int], at: int, backend: str
+    ) -> None:
+        """With clocks that run backwards, load(at=t) is the fold of the stream's longest
+        prefix recorded at or before t: never a later version without the ones before it."""
+        base = datetime(2026, 1, 1, tzinfo=UTC)
+        stamps = [base + timedelta(seconds=o) for o in offsets]
+        kinds = [("Opened", '{"owner":"ann"}')] + [
+            ("Deposited", f'{{"amount":{a}}}') for a in amounts
+        ]
+        rows = [
+            NewEvent(t, 1, d, uuid4(), stamp) for (t, d), stamp in zip(kinds, stamps, strict=False)
+        ]
+        with TemporaryDirectory() as tmp:
+            storage = memory_storage() if backend == "memory" else sqlite_storage(f"{tmp}/e.db")
+            storage.append([StreamAppend("account", "a", None, rows)])
+            store = EventStore(storage, aggregates=[account])
+            moment = base + timedelta(seconds=at)
+            events = store.events(account, "a")
+            prefix = list(takewhile(lambda r: r.recorded_at <= moment, events))
+            loaded = store.load(account, "a", at=moment)
+            assert (loaded.version, loaded.state) == (len(prefix), account.fold(prefix))
+            storage.close()

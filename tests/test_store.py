@@ -1,4 +1,4 @@
-"""The event store over every storage backend: execute, load, transactions, context (SPEC §3)."""
+"""The event store over every storage backend: execute, load, transactions, context."""
 
 from __future__ import annotations
 
@@ -47,7 +47,14 @@ from eventsourcing_fn import (
     context,
     event_type,
 )
-from eventsourcing_fn.storage import NewEvent, Storage, StoredEvent, StoredSnapshot, StreamAppend
+from eventsourcing_fn.storage import (
+    NewEvent,
+    OrderConflict,
+    Storage,
+    StoredEvent,
+    StoredSnapshot,
+    StreamAppend,
+)
 
 
 @pytest.fixture
@@ -321,6 +328,52 @@ class TestRetries:
         assert len(calls) == 1
 
 
+def refusing_order(storage: Storage, times: int) -> tuple[Storage, list[int]]:
+    """A storage whose first `times` appends are refused to keep a stream in log order."""
+    calls: list[int] = []
+
+    def append(batches: Sequence[StreamAppend]) -> Sequence[StoredEvent]:
+        calls.append(1)
+        if len(calls) <= times:
+            b = batches[0]
+            raise OrderConflict(b.stream_type, b.stream_id, b.expected_version, 1)
+        return storage.append(batches)
+
+    return attrs.evolve(storage, append=append), calls
+
+
+class TestOrderConflicts:
+    @pytest.mark.parametrize("expected", [None, 1, ANY], ids=repr)
+    def test_order_conflict_is_retried_in_a_new_transaction(
+        self, storage: Storage, expected: object
+    ) -> None:
+        """An append refused to keep log order is retried, whatever the expected version."""
+        EventStore(storage, aggregates=[account]).execute(account, "a", Open("ann")).unwrap()
+        refusing, calls = refusing_order(storage, times=2)
+        store = EventStore(refusing, aggregates=[account])
+        outcome = store.execute(account, "a", Deposit(7), expected_version=expected).unwrap()  # type: ignore[arg-type]
+        assert (len(calls), outcome.version) == (3, 2)
+
+    def test_order_conflict_inside_a_transaction_is_a_concurrency_failure(
+        self, storage: Storage
+    ) -> None:
+        """Inside transaction() the store cannot start anew: the command fails, saying why."""
+        refusing, _ = refusing_order(storage, times=1)
+        store = EventStore(refusing, aggregates=[account])
+        with store.transaction():
+            error = store.execute(account, "a", Open("ann")).failure()
+        assert isinstance(error, ConcurrencyError)
+        assert "log order" in str(error) or "version order" in str(error)
+        assert "retry" in str(error)
+
+    def test_order_conflict_retries_are_bounded(self, storage: Storage) -> None:
+        """An append refused again and again ends as Failure(ConcurrencyError), not a loop."""
+        refusing, calls = refusing_order(storage, times=100)
+        store = EventStore(refusing, aggregates=[account])
+        assert isinstance(store.execute(account, "a", Open("ann")).failure(), ConcurrencyError)
+        assert len(calls) < 10
+
+
 class TestLoad:
     def test_new_stream_is_version_zero_with_the_initial_state(self, store: EventStore) -> None:
         """Loading a stream that does not exist gives version 0 and `initial`."""
@@ -365,6 +418,23 @@ class TestLoad:
         """An aware `at` in another timezone means the same instant."""
         t = store.execute(account, "a", Open("ann")).unwrap().events[0].recorded_at
         assert store.load(account, "a", at=t.astimezone(timezone(timedelta(hours=-7)))).version == 1
+
+    def test_at_is_a_prefix_when_clocks_ran_backwards(self, storage: Storage) -> None:
+        """With recorded_at going back across versions, load(at=t) stops at the first later one."""
+        now = datetime.now(UTC)
+        stamps = [now, now + timedelta(seconds=10), now + timedelta(seconds=5)]
+        events = [("Opened", '{"owner":"ann"}'), ("Deposited", '{"amount":1}')]
+        events.append(("Deposited", '{"amount":2}'))
+        rows = [
+            attrs.evolve(row(t, d), recorded_at=at)
+            for (t, d), at in zip(events, stamps, strict=True)
+        ]
+        write_rows(storage, "a", *rows)
+        store = EventStore(storage, aggregates=[account])
+        at = now + timedelta(seconds=7)  # after v1 and v3, before v2
+        loaded = store.load(account, "a", at=at)
+        assert (loaded.version, loaded.state) == (1, Account("ann", 0))
+        assert store.load(account, "a", at=now + timedelta(seconds=10)).version == 3
 
     def test_naive_at_is_a_type_error(self, store: EventStore) -> None:
         """A naive datetime is ambiguous: load(at=naive) raises TypeError."""
@@ -645,7 +715,7 @@ class TestSnapshots:
         assert snap.version == 5
 
     def test_load_reads_only_the_events_after_the_snapshot(self, storage: Storage) -> None:
-        """load asks storage for the events after the snapshot's version, not from the start."""
+        """load reads from the snapshot's own version (proof it exists), not from the start."""
         agg = make_account(snapshot_every=2)
         EventStore(storage, aggregates=[agg]).execute(
             agg, "a", Open("ann"), Deposit(1), Deposit(2), Deposit(3)
@@ -653,7 +723,7 @@ class TestSnapshots:
         EventStore(storage, aggregates=[agg]).execute(agg, "a", Deposit(4)).unwrap()
         spied, calls = reads_of(storage)
         loaded = EventStore(spied, aggregates=[agg]).load(agg, "a")
-        assert calls == [(4, None)]
+        assert calls == [(3, None)]
         assert (loaded.version, loaded.state) == (5, Account("ann", 10))
 
     def test_load_starts_from_the_snapshot_state(self, storage: Storage) -> None:
@@ -676,7 +746,7 @@ class TestSnapshots:
         spy_store = EventStore(spied, aggregates=[agg])
         assert spy_store.load(agg, "a", at_version=3).state == Account("ann", 3)
         assert spy_store.load(agg, "a", at_version=1).state == Account("ann")
-        assert calls == [(2, 3), (0, 1)]
+        assert calls == [(1, 3), (0, 1)]
 
     def test_snapshot_of_another_snapshot_version_is_ignored(self, storage: Storage) -> None:
         """A snapshot written under another snapshot_version is ignored: rebuilt from events."""
@@ -702,6 +772,20 @@ class TestSnapshots:
         assert store.load(agg, "a") == store.load(agg, "a", at_version=99)
         assert store.load(agg, "a").state == Account("ann", 3)
         assert store.execute(agg, "a", Withdraw(3)).unwrap().state == Account("ann", 0)
+
+    def test_snapshot_past_the_stream_end_is_ignored(
+        self, storage: Storage, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A snapshot claiming version 1000 of a 3-event stream is ignored, logged, and harmless."""
+        agg = make_account(snapshot_every=2)
+        store = EventStore(storage, aggregates=[agg])
+        store.execute(agg, "a", Open("ann"), Deposit(1), Deposit(2)).unwrap()
+        storage.write_snapshot(StoredSnapshot("account", "a", 1000, 1, '{"owner":"x"}'))
+        with caplog.at_level("WARNING", logger="eventsourcing_fn"):
+            loaded = store.load(agg, "a")
+        assert (loaded.version, loaded.state) == (3, Account("ann", 3))
+        assert "version 1000" in caplog.text
+        assert store.execute(agg, "a", Deposit(4)).unwrap().version == 4
 
     def test_snapshot_after_an_any_append_matches_the_stream(self, storage: Storage) -> None:
         """A snapshot written by an ANY append that landed after a rival holds the full state."""

@@ -1,4 +1,4 @@
-"""given / when / then: expectations, readable failures, raw events, snapshots (SPEC §6)."""
+"""given / when / then: expectations, readable failures, raw events, snapshots."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from ._postgres import postgres_schema, postgres_storage
 from ._record import (
     Checkpoint,
     NewEvent,
+    OrderConflict,
     Storage,
     StoredEvent,
     StoredSnapshot,
@@ -16,6 +17,7 @@ from ._sqlite import sqlite_schema, sqlite_storage
 __all__ = [
     "Checkpoint",
     "NewEvent",
+    "OrderConflict",
     "Storage",
     "StoredEvent",
     "StoredSnapshot",

@@ -114,6 +114,19 @@ class VersionConflict(Exception):
         self.actual = actual
 
 
+class OrderConflict(VersionConflict):
+    """Raised by `append` when the stream's last event comes later in the log than this
+    transaction's own events would: appending would show readers the stream out of version
+    order. The expected version matched; the same append in a new transaction succeeds."""
+
+    def __init__(self, stream_type: str, stream_id: str, expected: int | None, actual: int) -> None:
+        super().__init__(stream_type, stream_id, expected, actual)
+        self.args = (
+            f"stream {stream_type}/{stream_id!r}: version {actual} was appended by a transaction"
+            " that began after this one; retry in a new transaction",
+        )
+
+
 @attrs.frozen
 class Storage:
     """A storage backend: a record of plain callables. Wrap one with `attrs.evolve`."""
