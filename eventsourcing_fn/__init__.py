@@ -12,11 +12,17 @@ from ._errors import (
     InfiniteLoopError,
     ProcessManagerError,
     ProjectionError,
+    ReactionError,
     StorageError,
     StreamClosedError,
     UnknownEventTypeError,
 )
+from ._listener import Listener
+from ._process import ProcessManager, Send
+from ._projection import DocumentProjection, Projection, SqlProjection
+from ._reactions import replaying
 from ._store import EventStore
+from ._views import Documents
 
 __all__ = [
     "ANY",
@@ -26,20 +32,29 @@ __all__ = [
     "ConcurrencyError",
     "ConfigurationError",
     "Context",
+    "DocumentProjection",
+    "Documents",
     "EventSourcingError",
     "EventStore",
     "EventValidationError",
     "ExpectedVersion",
     "InfiniteLoopError",
+    "Listener",
     "Loaded",
     "Outcome",
+    "ProcessManager",
     "ProcessManagerError",
+    "Projection",
     "ProjectionError",
+    "ReactionError",
     "Recorded",
+    "Send",
+    "SqlProjection",
     "StorageError",
     "StreamClosedError",
     "UnknownEventTypeError",
     "context",
     "event_type",
     "make_converter",
+    "replaying",
 ]

@@ -42,12 +42,17 @@ class Recorded(Generic[E]):
 
 @attrs.frozen
 class Outcome(Generic[S]):
-    """What `execute` did: the stream's new version, the events it appended and the new state."""
+    """What `execute` did: the stream's new version, the events it appended and the new state.
+
+    `cascade` holds the events that process managers' reactions appended in the same
+    transaction, in the order they were appended.
+    """
 
     stream_id: str
     version: int
     events: tuple[Recorded[Any], ...]
     state: S
+    cascade: tuple[Recorded[Any], ...] = ()
 
 
 @attrs.frozen

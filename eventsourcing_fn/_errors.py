@@ -54,16 +54,24 @@ class StreamClosedError(CommandError):
     """The stream's state is terminal: it takes no further commands."""
 
 
-class InfiniteLoopError(EventSourcingError):
-    """A reaction cascade re-emitted its trigger or went too deep."""
+class ReactionError(EventSourcingError):
+    """A component failed while reacting to events; `.reason` is the cause when there is one."""
+
+    def __init__(self, message: str, *, reason: Any = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
-class ProjectionError(EventSourcingError):
-    """A projection handler failed; names the projection, handler and position."""
+class InfiniteLoopError(ReactionError):
+    """A reaction cascade re-emitted one of its own ancestors or went too deep."""
 
 
-class ProcessManagerError(EventSourcingError):
-    """A process manager handler failed; names the component, handler and position."""
+class ProjectionError(ReactionError):
+    """A projection handler failed; names the projection, handler, event and position."""
+
+
+class ProcessManagerError(ReactionError):
+    """A process manager's handler, or a command it sent, failed; names both."""
 
 
 class UnknownEventTypeError(EventSourcingError):

@@ -27,6 +27,7 @@ from ._envelope import (
     Loaded,
     Outcome,
     Recorded,
+    context,
     current_context,
 )
 from ._errors import (
@@ -37,7 +38,13 @@ from ._errors import (
     StorageError,
     UnknownEventTypeError,
 )
+from ._listener import Listener, notify
+from ._process import ProcessManager, Send
+from ._projection import DocumentProjection, Projection, SqlProjection
+from ._reactions import Component, SendFn, Session, check_components
+from ._replay import Progress, Runner
 from ._stream_locks import StreamLocks
+from ._views import Documents, read_documents, read_value
 from .storage import (
     NewEvent,
     OrderConflict,
@@ -50,6 +57,8 @@ from .storage import (
 )
 
 S = TypeVar("S")
+V = TypeVar("V")
+D = TypeVar("D")
 _log = logging.getLogger("eventsourcing_fn")
 _REORDER_RETRIES = 3  # new transactions for an append refused to keep a stream in log order
 
@@ -62,9 +71,14 @@ class EventStore:
         storage: Storage | None = None,
         *,
         aggregates: Sequence[Aggregate[Any]] = (),
+        projections: Sequence[Projection[Any] | DocumentProjection[Any] | SqlProjection] = (),
+        process_managers: Sequence[ProcessManager[Any]] = (),
+        listeners: Sequence[Listener] = (),
+        inline: bool = True,
         converter: cattrs.Converter | None = None,
     ) -> None:
         self.storage = storage if storage is not None else memory_storage()
+        self.inline = inline
         self._aggregates: dict[str, Aggregate[Any]] = {}
         upcasters: dict[tuple[str, int], Upcaster] = {}
         for aggregate in aggregates:
@@ -81,9 +95,29 @@ class EventStore:
         )
         self._locks = StreamLocks()
         self._in_transaction: ContextVar[bool] = ContextVar("in_transaction", default=False)
+        self._pending: ContextVar[list[Recorded[Any]] | None] = ContextVar("pending", default=None)
+        self._components: list[Component] = [*projections, *process_managers]
+        self._listeners = list(listeners)
+        check_components(self.storage, [*self._components, *self._listeners])
+        self._runner = Runner(
+            self.storage, self.codec, self._components, self._record, self._sender
+        )
+        for component in self._components:
+            if isinstance(component, SqlProjection) and component.setup is not None:
+                with self.storage.transaction(), self.connection() as conn:
+                    component.setup(conn)
+        if inline and self._components:
+            self.catch_up()  # a component new to a store that holds events starts level
 
     def __repr__(self) -> str:
-        return f"EventStore({self.storage.name}, aggregates={sorted(self._aggregates)})"
+        parts = [self.storage.name, f"aggregates={sorted(self._aggregates)}"]
+        if self._components:
+            parts.append(f"components={[c.name for c in self._components]}")
+        if self._listeners:
+            parts.append(f"listeners={[c.name for c in self._listeners]}")
+        if not self.inline:
+            parts.append("inline=False")
+        return f"EventStore({', '.join(parts)})"
 
     def __enter__(self) -> EventStore:
         return self
@@ -141,34 +175,120 @@ class EventStore:
         expected: int | ExpectedVersion | None,
         new: bool,
     ) -> Result[Outcome[S], EventSourcingError]:
+        nested = self._in_transaction.get()
+        lock = nullcontext() if nested else self._locks.hold(aggregate.name, sid)
+        reactive = self.inline and bool(self._components)
+        # Inside the user's transaction a failed command with a cascade must undo its own
+        # writes and nothing else: a savepoint. Without reactions nothing is written before
+        # a command can fail, so no savepoint is needed.
+        scope = self.storage.savepoint if nested and reactive else self.storage.transaction
+        try:
+            with lock, scope():
+                session = self._session() if reactive else None
+                result = self._command(aggregate, sid, commands, expected, new, session, ())
+                if session is not None:
+                    if isinstance(result, Success):
+                        flushed = session.flush()
+                        if isinstance(flushed, Failure):
+                            result = Failure(flushed.failure())
+                    if isinstance(result, Failure):
+                        raise _Undo(result)
+        except _Undo as undo:
+            return undo.result
+        if isinstance(result, Success) and self._listeners:
+            outcome = result.unwrap()
+            self._notify((*outcome.events, *outcome.cascade))
+        return result
+
+    def _session(self) -> Session:
+        session = Session(self.storage, self.codec, self._components)
+        session.begin()
+        return session
+
+    def _command(
+        self,
+        aggregate: Aggregate[S],
+        sid: str,
+        commands: Sequence[object],
+        expected: int | ExpectedVersion | None,
+        new: bool,
+        session: Session | None,
+        chain: tuple[Recorded[Any], ...],
+    ) -> Result[Outcome[S], EventSourcingError]:
+        """Load, decide, append and (with a session) react, inside the current transaction."""
         name = aggregate.name
-        lock = nullcontext() if self._in_transaction.get() else self._locks.hold(name, sid)
-        with lock, self.storage.transaction():
-            self.storage.lock_stream(name, sid)
-            loaded = Loaded(sid, 0, aggregate.initial) if new else self._load(aggregate, sid)
-            wanted = 0 if expected is NEW else expected
-            if isinstance(wanted, int) and wanted != loaded.version:
-                conflict = VersionConflict(name, sid, wanted, loaded.version)
-                return Failure(self._conflict(aggregate, sid, commands, conflict))
-            decided = decide_all(aggregate, self.codec, sid, loaded.state, commands)
-            if isinstance(decided, Failure):
-                return Failure(decided.failure())
-            state, events = decided.unwrap()
-            if not events:
-                return Success(Outcome(sid, loaded.version, (), state))
-            ctx = current_context()
-            metadata = _metadata(aggregate, sid, ctx, events)
-            if isinstance(metadata, Failure):
-                return metadata
-            after = None if expected is ANY else loaded.version
-            rows = self.storage.append([_batch(name, sid, after, events, ctx, metadata.unwrap())])
-            if rows[0].version != loaded.version + 1:  # ANY landed after rival events:
-                state = self._load(aggregate, sid).state  # fold them in, ours included
-            self._maybe_snapshot(aggregate, sid, rows[0].version - 1, rows[-1].version, state)
+        self.storage.lock_stream(name, sid)
+        loaded = Loaded(sid, 0, aggregate.initial) if new else self._load(aggregate, sid)
+        wanted = 0 if expected is NEW else expected
+        if isinstance(wanted, int) and wanted != loaded.version:
+            conflict = VersionConflict(name, sid, wanted, loaded.version)
+            return Failure(self._conflict(aggregate, sid, commands, conflict))
+        decided = decide_all(aggregate, self.codec, sid, loaded.state, commands)
+        if isinstance(decided, Failure):
+            return Failure(decided.failure())
+        state, events = decided.unwrap()
+        if not events:
+            return Success(Outcome(sid, loaded.version, (), state))
+        ctx = current_context()
+        metadata = _metadata(aggregate, sid, ctx, events)
+        if isinstance(metadata, Failure):
+            return metadata
+        after = None if expected is ANY else loaded.version
+        rows = self.storage.append([_batch(name, sid, after, events, ctx, metadata.unwrap())])
+        if rows[0].version != loaded.version + 1:  # ANY landed after rival events:
+            state = self._load(aggregate, sid).state  # fold them in, ours included
+        self._maybe_snapshot(aggregate, sid, rows[0].version - 1, rows[-1].version, state)
         recorded = tuple(
             _recorded(d.event, row, dict(ctx.metadata)) for d, row in zip(events, rows, strict=True)
         )
-        return Success(Outcome(sid, rows[-1].version, recorded, state))
+        cascade: tuple[Recorded[Any], ...] = ()
+        if session is not None:
+            applied = session.apply(recorded, send=self._sender(session), chain=chain)
+            if isinstance(applied, Failure):
+                return Failure(applied.failure())
+            cascade = applied.unwrap()
+        return Success(Outcome(sid, rows[-1].version, recorded, state, cascade))
+
+    def _sender(self, session: Session) -> SendFn:
+        """Runs a process manager's `Send` as a command in the same transaction and session."""
+
+        def send(
+            message: Send, trigger: Recorded[Any], chain: tuple[Recorded[Any], ...]
+        ) -> Result[Any, EventSourcingError]:
+            aggregate = message.aggregate
+            self._check(aggregate)
+            _arguments.stream_id("Send", message.stream_id)
+            expected = _arguments.expected_version(message.expected_version)
+            cause = str(trigger.event_id)
+            with context(
+                actor_id=trigger.actor_id,
+                correlation_id=trigger.correlation_id or cause,
+                causation_id=cause,
+            ):
+                try:
+                    return self._command(
+                        aggregate,
+                        message.stream_id,
+                        message.commands,
+                        expected,
+                        False,
+                        session,
+                        (*chain, trigger),
+                    )
+                except VersionConflict as conflict:
+                    return Failure(
+                        self._conflict(aggregate, message.stream_id, message.commands, conflict)
+                    )
+
+        return send
+
+    def _notify(self, records: Sequence[Recorded[Any]]) -> None:
+        """Run listeners now, or when the user's transaction commits."""
+        pending = self._pending.get()
+        if pending is not None:
+            pending.extend(records)
+        else:
+            notify(self._listeners, records)
 
     def _maybe_snapshot(
         self, aggregate: Aggregate[Any], sid: str, before: int, after: int, state: object
@@ -293,11 +413,65 @@ class EventStore:
             yield
             return
         token = self._in_transaction.set(True)
+        pending: list[Recorded[Any]] = []
+        listening = self._pending.set(pending)
         try:
             with self.storage.transaction():
                 yield
         finally:
+            self._pending.reset(listening)
             self._in_transaction.reset(token)
+        notify(self._listeners, pending)  # committed: the block's events, in order
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A DB-API connection for queries: inside `transaction()`, that transaction's own."""
+        if self.storage.connection is None:
+            raise ConfigurationError(f"{self.storage.name} storage has no SQL connection")
+        with self.storage.connection() as conn:
+            yield conn
+
+    # -- components -----------------------------------------------------------------------
+
+    def view(self, component: Projection[V] | ProcessManager[V]) -> V:
+        """A projection's current value (a process manager's shared state)."""
+        self._check_component(component)
+        if isinstance(component, ProcessManager) and component.key is not None:
+            raise ConfigurationError(f"{component!r} keeps one state per key: read documents()")
+        initial, cls = component.initial, component.state_type
+        return read_value(self.storage, self.codec, component.name, initial, cls)  # type: ignore[no-any-return]
+
+    def documents(self, component: DocumentProjection[D] | ProcessManager[D]) -> Documents[D]:
+        """A document projection's documents (a process manager's states by key), by key."""
+        self._check_component(component)
+        if isinstance(component, DocumentProjection):
+            return read_documents(self.storage, self.codec, component.name, component.doc_type)
+        if component.key is None or not component.stateful:
+            raise ConfigurationError(f"{component!r} keeps no state per key: read view()")
+        return read_documents(self.storage, self.codec, component.name, component.state_type)
+
+    def catch_up(self, progress: Progress | None = None) -> int:
+        """Apply the log after each component's checkpoint; the number of events processed."""
+        return self._runner.run(self._components, fresh=False, progress=progress)
+
+    def replay(self, component: Component, progress: Progress | None = None) -> int:
+        """Rebuild one component from scratch (reset, then every event, without reactions)."""
+        self._check_component(component)
+        return self._runner.run([component], fresh=True, progress=progress)
+
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Replay every checkpointed component from scratch."""
+        return self._runner.run(self._components, fresh=True, progress=progress)
+
+    def replay_stream(self, component: Component, stream_id: str) -> None:
+        """Rebuild the documents or rows of one stream from its events."""
+        self._check_component(component)
+        _arguments.stream_id("replay_stream", stream_id)
+        self._runner.replay_stream(component, stream_id, sorted(self._aggregates))
+
+    def _check_component(self, component: object) -> None:
+        if not any(c is component for c in self._components):
+            raise ConfigurationError(f"{component!r} is not registered with this store")
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -329,6 +503,14 @@ class EventStore:
                 f"version {row.version} at position {row.position}: {exc}"
             ) from exc
         return _recorded(self._decode(row), row, metadata)
+
+
+class _Undo(Exception):
+    """Unwinds a storage transaction or savepoint, carrying the failed command's result."""
+
+    def __init__(self, result: Failure[Any]) -> None:
+        super().__init__("undo")
+        self.result = result
 
 
 def _where(row: StoredEvent) -> str:

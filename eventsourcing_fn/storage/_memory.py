@@ -49,6 +49,22 @@ def memory_storage() -> Storage:
             finally:
                 undo_log.reset(token)
 
+    @contextmanager
+    def savepoint() -> Iterator[None]:
+        undo = undo_log.get()
+        if undo is None:
+            with transaction():
+                yield
+            return
+        mark = len(undo)
+        try:
+            yield
+        except BaseException:
+            for step in reversed(undo[mark:]):
+                step()
+            del undo[mark:]
+            raise
+
     def record(step: Callable[[], object]) -> None:
         undo = undo_log.get()
         if undo is not None:
@@ -144,6 +160,25 @@ def memory_storage() -> Storage:
             checkpoints[checkpoint.name] = checkpoint
             record(lambda: _restore(checkpoints, checkpoint.name, before))
 
+    def read_checkpoints(names: Sequence[str]) -> dict[str, Checkpoint]:
+        with lock:  # a transaction holds the lock already: nothing else to hold
+            return {name: checkpoints[name] for name in names if name in checkpoints}
+
+    def write_checkpoints(many: Sequence[Checkpoint]) -> None:
+        with transaction():
+            for checkpoint in many:
+                write_checkpoint(checkpoint)
+
+    def get_documents(projection: str, keys: Sequence[str]) -> dict[str, str]:
+        with lock:
+            docs = documents.get(projection, {})
+            return {key: docs[key] for key in keys if key in docs}
+
+    def put_documents(projection: str, items: Sequence[tuple[str, str | None]]) -> None:
+        with transaction():
+            for key, data in items:
+                put_document(projection, key, data)
+
     def get_document(projection: str, key: str) -> str | None:
         with lock:
             return documents.get(projection, {}).get(key)
@@ -186,6 +221,11 @@ def memory_storage() -> Storage:
         lock_stream=lock_stream,
         transaction=transaction,
         close=lambda: None,
+        read_checkpoints=read_checkpoints,
+        write_checkpoints=write_checkpoints,
+        get_documents=get_documents,
+        put_documents=put_documents,
+        savepoint=savepoint,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import attrs
@@ -87,17 +88,32 @@ ReadSnapshot = Callable[[str, str, int | None], StoredSnapshot | None]
 WriteSnapshot = Callable[[StoredSnapshot], None]
 ReadCheckpoint = Callable[[str], Checkpoint | None]
 WriteCheckpoint = Callable[[Checkpoint], None]
+# names -> {name: checkpoint} of those that exist. Inside a transaction each named checkpoint is
+# held until the transaction ends (taken in sorted name order, so two holders never deadlock):
+# transactions that fold the same component serialise, and none loses another's update.
+ReadCheckpoints = Callable[[Sequence[str]], dict[str, Checkpoint]]
+WriteCheckpoints = Callable[[Sequence[Checkpoint]], None]
 # (projection, key) -> document JSON text or None.
 GetDocument = Callable[[str, str], str | None]
 # (projection, key, JSON text or None to delete).
 PutDocument = Callable[[str, str, str | None], None]
 # projection -> every (key, JSON text) in key order.
 AllDocuments = Callable[[str], Sequence[tuple[str, str]]]
+# (projection, keys) -> {key: JSON text} of the documents that exist, in one round trip.
+GetDocuments = Callable[[str, Sequence[str]], dict[str, str]]
+# (projection, [(key, JSON text or None to delete)]) in one statement or batch.
+PutDocuments = Callable[[str, Sequence[tuple[str, str | None]]], None]
 ClearDocuments = Callable[[str], None]
 # (stream_type, stream_id): serialise writers of this stream until the transaction ends.
 LockStream = Callable[[str, str], None]
 # A context manager for one storage transaction; nested calls join the outer one.
 Transaction = Callable[[], AbstractContextManager[None]]
+# Inside a transaction, a savepoint: the block's writes are undone alone if it raises, and the
+# transaction goes on. Outside one, a transaction of its own.
+Savepoint = Callable[[], AbstractContextManager[None]]
+# The DB-API connection of the current transaction (sqlite3 or psycopg), or outside one a
+# connection for queries; None for a storage without SQL.
+Connection = Callable[[], AbstractContextManager[Any]]
 Close = Callable[[], None]
 
 
@@ -146,6 +162,12 @@ class Storage:
     lock_stream: LockStream
     transaction: Transaction
     close: Close
+    read_checkpoints: ReadCheckpoints
+    write_checkpoints: WriteCheckpoints
+    get_documents: GetDocuments
+    put_documents: PutDocuments
+    savepoint: Savepoint
+    connection: Connection | None = None
 
     def iter_all(self, after: int = 0, batch: int = 1000) -> Iterator[StoredEvent]:
         """Every row after `after` in position order, read in batches."""
