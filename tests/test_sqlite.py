@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
@@ -24,6 +28,9 @@ from eventsourcing_fn.storage import (
     sqlite_schema,
     sqlite_storage,
 )
+from eventsourcing_fn.storage._sqlite import _use_wal
+
+NOBODY = 65534  # uid and gid a test run as root drops to: root may write any file
 
 
 def new_event(**overrides: object) -> NewEvent:
@@ -79,6 +86,172 @@ class TestFile:
         assert len(b.read_all(0, 10)) == 2
         a.close()
         b.close()
+
+
+def bounded(work: Callable[[str], str], arg: str, *, unprivileged: bool = False) -> str:
+    """`work(arg)` in a forked child: what it returned or raised; the test fails after 20 s."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_report, args=(send, unprivileged, work, arg))
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(20):
+            child.kill()
+            pytest.fail(f"{work.__name__}({arg!r}) still running after 20 s")
+        try:
+            return receive.recv_bytes().decode()
+        except EOFError:
+            child.join(10)
+            pytest.fail(f"{work.__name__}({arg!r}) died with exit code {child.exitcode}")
+    finally:
+        child.join(10)
+
+
+def _report(send: Connection, unprivileged: bool, work: Callable[[str], str], arg: str) -> None:
+    """Runs in the forked child: the outcome of `work(arg)` as text, down the pipe."""
+    if unprivileged and os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+    try:
+        outcome = work(arg)
+    except Exception as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    send.send_bytes(outcome.encode())
+
+
+def open_and_use(path: str) -> str:
+    """Open a storage at `path`, append and read back: "ok" if all of it worked."""
+    storage = sqlite_storage(path)
+    try:
+        fill(storage, 1)
+        assert len(storage.read_all(0, 10)) == 2
+    finally:
+        storage.close()
+    return "ok"
+
+
+def switch_to_wal(uri: str) -> str:
+    """Ask for WAL on a connection to the SQLite URI `uri`."""
+    with sqlite3.connect(uri, uri=True, isolation_level=None) as conn:
+        _use_wal(conn)
+    return "ok"
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory the unprivileged user can reach and write (tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="esfn-"))
+    if os.geteuid() == 0:
+        os.chown(path, NOBODY, NOBODY)
+    yield path
+    shutil.rmtree(path)
+
+
+class TestPaths:
+    @pytest.mark.parametrize("name", ["", ":memory:"])
+    def test_private_database_refused(self, name: str) -> None:
+        """ "" and ":memory:" raise ValueError at once, pointing to memory_storage()."""
+        outcome = bounded(open_and_use, name)
+        assert outcome.startswith(f"ValueError: sqlite_storage({name!r})")
+        assert "memory_storage()" in outcome
+
+    @pytest.mark.parametrize(
+        "uri",
+        [
+            "file:x.db",
+            "file:x.db?immutable=1",
+            "file:x.db?nolock=1",
+            "file:x.db?mode=ro",
+            "file:x.db?mode=memory",
+            "file::memory:",
+            "FILE:x.db?vfs=unix-none",
+        ],
+    )
+    def test_uri_refused(self, uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A name starting with `file:` raises ValueError at once, naming it; no file appears."""
+        monkeypatch.chdir(tmp_path)
+        outcome = bounded(open_and_use, uri)
+        assert outcome.startswith(f"ValueError: sqlite_storage({uri!r}): takes a file path")
+        assert list(tmp_path.iterdir()) == []
+
+    def test_uri_refused_as_path_object(self) -> None:
+        """A PathLike spelling a URI is refused just as the string is."""
+        with pytest.raises(ValueError, match="not a URI"):
+            sqlite_storage(Path("file:x.db"))
+
+    def test_file_named_like_a_uri_by_absolute_path(self, tmp_path: Path) -> None:
+        """The absolute path of a file named like a URI opens that very file."""
+        path = tmp_path / "file:x.db?immutable=1"
+        assert bounded(open_and_use, str(path)) == "ok"
+        assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+    def test_question_mark_is_part_of_the_name(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """In a name not starting with `file:`, `?nolock=1` is part of the file's name."""
+        monkeypatch.chdir(tmp_path)
+        assert bounded(open_and_use, "x.db?nolock=1") == "ok"
+        assert [p.name for p in tmp_path.iterdir()] == ["x.db?nolock=1"]
+
+    def test_directory_refused(self, tmp_path: Path) -> None:
+        """A directory raises StorageError at once, naming it."""
+        path = tmp_path / "dir"
+        path.mkdir()
+        outcome = bounded(open_and_use, str(path))
+        assert (
+            outcome
+            == f"StorageError: SQLite database {str(path)!r}: is a directory, not a database file"
+        )
+
+    def test_missing_directory_refused(self, tmp_path: Path) -> None:
+        """A path in a missing directory raises StorageError naming it, and creates nothing."""
+        path = tmp_path / "missing" / "db"
+        outcome = bounded(open_and_use, str(path))
+        assert outcome.startswith(f"StorageError: SQLite database {str(path)!r}:")
+        assert "is not an existing directory" in outcome
+        assert list(tmp_path.iterdir()) == []
+
+    @pytest.mark.parametrize("journal", ["wal", "delete"])
+    def test_read_only_file_refused(self, shared_dir: Path, journal: str) -> None:
+        """A file the store may only read raises StorageError at construction, unchanged."""
+        path = shared_dir / "db"
+        with sqlite3.connect(path) as conn:
+            conn.execute(f"PRAGMA journal_mode = {journal}")
+            conn.executescript(sqlite_schema())
+        conn.close()
+        if os.geteuid() == 0:
+            os.chown(path, NOBODY, NOBODY)
+        path.chmod(0o444)
+        before = path.read_bytes()
+        outcome = bounded(open_and_use, str(path), unprivileged=True)
+        assert outcome.startswith(f"StorageError: SQLite database {str(path)!r}: opening failed")
+        assert "readonly" in outcome
+        assert path.read_bytes() == before
+
+    def test_relative_path_fixed_at_construction(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A relative path keeps naming the file it named at construction after a chdir."""
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        monkeypatch.chdir(tmp_path / "a")
+        storage = sqlite_storage("db")
+        monkeypatch.chdir(tmp_path / "b")
+        thread = threading.Thread(target=fill, args=(storage, 1))  # opens a new connection
+        thread.start()
+        thread.join()
+        storage.close()
+        assert list((tmp_path / "b").iterdir()) == []
+        again = sqlite_storage(tmp_path / "a" / "db")
+        assert len(again.read_all(0, 10)) == 2
+        again.close()
+
+    def test_wal_refused_by_sqlite_fails_at_once(self, tmp_path: Path) -> None:
+        """A file SQLite keeps out of WAL fails at once, never asking again and again."""
+        outcome = bounded(switch_to_wal, f"{tmp_path.as_uri()}/db?nolock=1")
+        assert outcome.startswith("OperationalError: the file stays in journal mode 'delete'")
 
 
 class TestDamagedFiles:

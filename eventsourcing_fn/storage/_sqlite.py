@@ -57,6 +57,7 @@ _COUNT_TABLES = (
     "SELECT count(*) FROM sqlite_master"
     " WHERE type = 'table' AND name IN ('events', 'snapshots', 'checkpoints', 'documents')"
 )
+_WRITE_NOTHING = "DELETE FROM checkpoints WHERE 0"
 _LAST_POSITION = "SELECT coalesce(max(position), 0) FROM events"
 _STREAM_END = "SELECT coalesce(max(version), 0) FROM events WHERE stream_type = ? AND stream_id = ?"
 _INSERT_EVENT = (
@@ -137,12 +138,20 @@ class _Transaction:
 def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
     """A storage in the SQLite file at `path`, created with its schema if missing.
 
-    The file is opened and checked at construction: a file that is not a SQLite database (or
-    whose tables cannot be read) raises `StorageError` here. Any later `sqlite3` fault surfaces
-    as `StorageError` naming the path. One connection per thread; `transaction()` joins nesting
+    `path` names a file, never a URI: the store must write the file, in WAL mode, shared by
+    threads and processes, which is just what URI options such as `mode=ro`, `immutable`,
+    `nolock` and `mode=memory` switch off. A name starting with `file:` raises `ValueError`
+    (give the absolute path of a file called that); so do `""` and `":memory:"`, whose databases
+    are private to one connection (use `memory_storage()` for a store in memory).
+
+    The file is opened and checked at construction: a directory, a missing parent directory, a
+    file the store cannot write, or one that is not a SQLite database (or whose tables cannot be
+    read) raises `StorageError` here, naming the path. Any later `sqlite3` fault surfaces as
+    `StorageError` naming the path. One connection per thread; `transaction()` joins nesting
     calls and every callable inside it uses the transaction's connection.
     """
     name = os.fspath(path)
+    file = _file_path(name)
     local = threading.local()
     opened: weakref.WeakSet[_Connection] = weakref.WeakSet()
     orphans: list[sqlite3.Connection] = []  # inherited over fork(): kept, never used or closed
@@ -162,7 +171,7 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
                 raise StorageError(f"SQLite database {name!r}: storage is closed")
             if conn is not None:
                 orphans.append(conn)
-            conn = _open(name)
+            conn = _open(file)
             opened.add(conn)
         local.conn = conn
         return conn
@@ -322,6 +331,30 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
     )
 
 
+def _file_path(name: str) -> str:
+    """`name` made absolute, so a later `chdir` cannot move the store; raises if it never fits."""
+    if name in ("", ":memory:"):
+        raise ValueError(
+            f"sqlite_storage({name!r}): that database is private to one connection, but the"
+            " store opens one per thread; use memory_storage() for a store in memory"
+        )
+    if name[:5].lower() == "file:":
+        raise ValueError(
+            f"sqlite_storage({name!r}): takes a file path, not a URI (the store needs the file"
+            f" read-write, in WAL mode, shared); for a file of that name pass"
+            f" {os.path.abspath(name)!r}"
+        )
+    if "\0" in name:
+        raise ValueError(f"sqlite_storage({name!r}): a path cannot hold a NUL character")
+    file = os.path.abspath(name)
+    if os.path.isdir(file):
+        raise StorageError(f"SQLite database {name!r}: is a directory, not a database file")
+    folder = os.path.dirname(file)
+    if not os.path.isdir(folder):
+        raise StorageError(f"SQLite database {name!r}: {folder!r} is not an existing directory")
+    return file
+
+
 def _open(path: str) -> _Connection:
     """A new connection in autocommit mode (we issue BEGIN/COMMIT), WAL, synchronous=NORMAL."""
     conn = sqlite3.connect(
@@ -350,11 +383,8 @@ def _use_wal(conn: sqlite3.Connection) -> None:
     while True:
         try:
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-            if mode == "wal":
-                return
-            if mode == "memory":  # ":memory:" has no file for other threads or processes to share
-                raise sqlite3.OperationalError("an in-memory database cannot be shared")
-            conn.execute("PRAGMA journal_mode = WAL")
+            if mode != "wal":
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         except sqlite3.OperationalError as exc:
             # Switching needs an exclusive lock and SQLite does not wait for it through the busy
             # handler: processes opening a new file at once collide here, so wait and re-check.
@@ -362,20 +392,32 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             if not busy or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+            continue
+        if mode != "wal":
+            # A switch SQLite can never make (no shared memory or no locking for the file) is
+            # answered with the mode kept, not an error: asking again would never end.
+            raise sqlite3.OperationalError(
+                f"the file stays in journal mode {mode!r}: WAL, which lets threads and processes"
+                " read while one writes, is not available for it"
+            )
+        return
 
 
 def _ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create missing tables (under the write lock, so concurrent openers agree), then probe."""
-    if conn.execute(_COUNT_TABLES).fetchone()[0] != len(_TABLES):
-        conn.execute(_BEGIN)
-        try:
+    """Under the write lock (so concurrent openers agree): create missing tables, test writing."""
+    conn.execute(_BEGIN)
+    try:
+        if conn.execute(_COUNT_TABLES).fetchone()[0] != len(_TABLES):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute(_COMMIT)
-        except BaseException:
-            _rollback(conn)
-            raise
+        # SQLite opens a file it may only read without complaint and refuses just the first
+        # write: a write of nothing finds that out now rather than in the first append.
+        conn.execute(_WRITE_NOTHING)
+        conn.execute(_COMMIT)
+    except BaseException:
+        _rollback(conn)
+        raise
     # Touch the last page of each table and of the stream index: cheap, and it catches a file
     # truncated after its header instead of failing later in the middle of a read.
     conn.execute(_LAST_POSITION).fetchone()
