@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import attrs
@@ -102,7 +103,7 @@ def make_rows() -> SqlProjection:
 
 def _sql(conn: Any, text: str) -> str:
     """The statement in the connection's parameter style (sqlite3: ?, psycopg: %s)."""
-    return text if type(conn).__module__.startswith("sqlite3") else text.replace("?", "%s")
+    return text if isinstance(conn, sqlite3.Connection) else text.replace("?", "%s")
 
 
 def query_rows(store: Any) -> dict[str, Balance]:

@@ -76,6 +76,13 @@ def fail_in_transaction(storage: Storage, work: Callable[[], object]) -> None:
         raise Boom
 
 
+def fail_in_savepoint(storage: Storage, work: Callable[[], object]) -> None:
+    """Run `work` in a savepoint, then raise Boom out of it."""
+    with storage.savepoint():
+        work()
+        raise Boom
+
+
 class TestAppend:
     def test_versions_count_from_one(self, storage: Storage) -> None:
         """A new stream's events get versions 1..n in the order given."""
@@ -489,6 +496,109 @@ class TestDocuments:
         storage.clear_documents("docs")
         assert storage.all_documents("docs") == []
         assert storage.get_document("other", "k") == "[]"
+
+
+class TestBatches:
+    def test_read_checkpoints_returns_those_that_exist(self, storage: Storage) -> None:
+        """read_checkpoints gives every named checkpoint that exists, keyed by name."""
+        storage.write_checkpoints([Checkpoint("a", 3, '{"x":1}'), Checkpoint("b", 5)])
+        assert storage.read_checkpoints(["b", "a", "missing"]) == {
+            "a": Checkpoint("a", 3, '{"x":1}'),
+            "b": Checkpoint("b", 5),
+        }
+        assert storage.read_checkpoints([]) == {}
+
+    def test_write_checkpoints_overwrites(self, storage: Storage) -> None:
+        """write_checkpoints replaces earlier checkpoints of the same names."""
+        storage.write_checkpoints([Checkpoint("a", 1)])
+        storage.write_checkpoints([Checkpoint("a", 7, "[]")])
+        assert storage.read_checkpoint("a") == Checkpoint("a", 7, "[]")
+
+    def test_put_and_get_many_documents(self, storage: Storage) -> None:
+        """put_documents writes and deletes in one call; get_documents reads many keys."""
+        keys = [f"k{i:04}" for i in range(1200)]  # more than one chunk of parameters
+        storage.put_documents("p", [(k, f'{{"i":{i}}}') for i, k in enumerate(keys)])
+        storage.put_documents("p", [("k0000", None), ("k0001", '"new"'), ("nope", None)])
+        found = storage.get_documents("p", [*keys, "absent"])
+        assert len(found) == 1199
+        assert found["k0001"] == '"new"'
+        assert "k0000" not in found
+        assert storage.get_documents("other", keys) == {}
+
+    def test_batch_writes_roll_back_with_the_transaction(self, storage: Storage) -> None:
+        """Checkpoints and documents written in a failed transaction are gone."""
+
+        def work() -> None:
+            storage.write_checkpoints([Checkpoint("a", 1)])
+            storage.put_documents("p", [("k", "1")])
+
+        with pytest.raises(Boom):
+            fail_in_transaction(storage, work)
+        assert storage.read_checkpoints(["a"]) == {}
+        assert storage.get_documents("p", ["k"]) == {}
+
+
+class TestSavepoints:
+    def test_savepoint_undoes_only_its_block(self, storage: Storage) -> None:
+        """A savepoint that raises undoes its own writes; the transaction goes on and commits."""
+        with storage.transaction():
+            append(storage, "kept")
+            with pytest.raises(Boom):
+                fail_in_savepoint(
+                    storage,
+                    lambda: (
+                        append(storage, "undone", 2),
+                        storage.put_documents("p", [("k", "1")]),
+                    ),
+                )
+            append(storage, "kept", expected=1)
+        assert versions(storage, "kept") == [1, 2]
+        assert versions(storage, "undone") == []
+        assert storage.get_documents("p", ["k"]) == {}
+
+    def test_savepoint_that_succeeds_keeps_its_writes(self, storage: Storage) -> None:
+        """Writes inside a savepoint that ends normally commit with the transaction."""
+        with storage.transaction(), storage.savepoint():
+            append(storage, "s", 2)
+        assert versions(storage, "s") == [1, 2]
+
+    def test_savepoint_outside_a_transaction_is_one(self, storage: Storage) -> None:
+        """Outside a transaction, a savepoint is a transaction of its own."""
+        with pytest.raises(Boom):
+            fail_in_savepoint(storage, lambda: append(storage, "s"))
+        assert versions(storage, "s") == []
+
+    def test_nested_savepoints(self, storage: Storage) -> None:
+        """An inner savepoint rolls back alone; the outer one keeps its own writes."""
+        with storage.transaction(), storage.savepoint():
+            append(storage, "outer")
+            with pytest.raises(Boom):
+                fail_in_savepoint(storage, lambda: append(storage, "inner"))
+        assert versions(storage, "outer") == [1]
+        assert versions(storage, "inner") == []
+
+
+class TestConnection:
+    def test_sql_storages_share_the_transaction_connection(self, storage: Storage) -> None:
+        """Inside a transaction, connection() is that transaction's: its writes roll back."""
+        if storage.connection is None:
+            assert storage.name == "memory"  # the one backend without SQL
+            return
+        with storage.connection() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS contract_t (x INTEGER)")
+        connection = storage.connection
+
+        def work() -> None:
+            with connection() as conn:
+                conn.execute("INSERT INTO contract_t VALUES (1)")
+            append(storage, "s")
+
+        with pytest.raises(Boom):
+            fail_in_transaction(storage, work)
+        with storage.connection() as conn:
+            assert conn.execute("SELECT count(*) FROM contract_t").fetchall() == [(0,)]
+            conn.execute("DROP TABLE contract_t")
+        assert versions(storage, "s") == []
 
 
 class TestSharing:

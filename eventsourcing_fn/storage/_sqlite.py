@@ -96,6 +96,9 @@ _WRITE_CHECKPOINT = (
     " ON CONFLICT (name) DO UPDATE SET position = excluded.position, state = excluded.state"
 )
 _GET_DOCUMENT = "SELECT data FROM documents WHERE projection = ? AND key = ?"
+_GET_DOCUMENTS_IN = "SELECT key, data FROM documents WHERE projection = ? AND key IN"
+_READ_CHECKPOINT_IN = "SELECT name, position, state FROM checkpoints WHERE name IN"
+_CHUNK = 500  # keys per IN list, well under SQLite's limit on parameters
 _PUT_DOCUMENT = (
     "INSERT INTO documents (projection, key, data) VALUES (?, ?, ?)"
     " ON CONFLICT (projection, key) DO UPDATE SET data = excluded.data"
@@ -128,11 +131,12 @@ class _Connection(sqlite3.Connection):
 class _Transaction:
     """The connection of the current outermost `transaction()`; `failed` once a write faulted."""
 
-    __slots__ = ("conn", "failed")
+    __slots__ = ("conn", "failed", "savepoints")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.failed = False
+        self.savepoints = 0
 
 
 def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
@@ -244,6 +248,79 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
             _rollback(conn)
             raise fault("commit", exc) from exc
 
+    @contextmanager
+    def savepoint() -> Iterator[None]:
+        tx = current.get()
+        if tx is None:
+            with transaction():
+                yield
+            return
+        tx.savepoints += 1
+        mark, failed = f"esfn_{tx.savepoints}", tx.failed
+        try:
+            tx.conn.execute(f"SAVEPOINT {mark}")
+        except sqlite3.Error as exc:
+            raise fault("taking a savepoint", exc) from exc
+        try:
+            yield
+        except BaseException:
+            try:
+                tx.conn.execute(f"ROLLBACK TO {mark}")
+                tx.conn.execute(f"RELEASE {mark}")
+                tx.failed = failed  # whatever failed inside is undone with the savepoint
+            except sqlite3.Error:
+                tx.failed = True
+            raise
+        try:
+            tx.conn.execute(f"RELEASE {mark}")
+        except sqlite3.Error as exc:
+            tx.failed = True
+            raise fault("releasing a savepoint", exc) from exc
+
+    @contextmanager
+    def sql_connection() -> Iterator[sqlite3.Connection]:
+        tx = current.get()
+        try:
+            conn = connection() if tx is None else tx.conn
+        except sqlite3.Error as exc:
+            raise fault("connecting", exc) from exc
+        yield conn
+
+    def read_checkpoints(names: Sequence[str]) -> dict[str, Checkpoint]:
+        # No lock to take: BEGIN IMMEDIATE already serialises every writer of the file.
+        found: dict[str, Checkpoint] = {}
+        for chunk in _chunks(sorted(names)):
+            marks = ",".join("?" * len(chunk))
+            query = f"{_READ_CHECKPOINT_IN} ({marks})"
+            found.update((r[0], Checkpoint(*r)) for r in read("read_checkpoints", query, chunk))
+        return found
+
+    def write_checkpoints(many: Sequence[Checkpoint]) -> None:
+        rows = [(c.name, c.position, c.state) for c in many]
+        write(
+            lambda: f"write_checkpoints{[c.name for c in many]!r}",
+            lambda conn: conn.executemany(_WRITE_CHECKPOINT, rows),
+        )
+
+    def get_documents(projection: str, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(keys):
+            query = f"{_GET_DOCUMENTS_IN} ({','.join('?' * len(chunk))})"
+            found.update(read("get_documents", query, (projection, *chunk)))
+        return found
+
+    def put_documents(projection: str, items: Sequence[tuple[str, str | None]]) -> None:
+        puts = [(projection, key, data) for key, data in items if data is not None]
+        drops = [(projection, key) for key, data in items if data is None]
+
+        def work(conn: sqlite3.Connection) -> None:
+            if puts:
+                conn.executemany(_PUT_DOCUMENT, puts)
+            if drops:
+                conn.executemany(_DELETE_DOCUMENT, drops)
+
+        write(lambda: f"put_documents({projection!r}, {len(items)} documents)", work)
+
     def append(batches: Sequence[StreamAppend]) -> Sequence[StoredEvent]:
         return write(
             lambda: "append to " + ", ".join(f"{b.stream_type}/{b.stream_id!r}" for b in batches),
@@ -328,7 +405,18 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
         lock_stream=lock_stream,
         transaction=transaction,
         close=close,
+        read_checkpoints=read_checkpoints,
+        write_checkpoints=write_checkpoints,
+        get_documents=get_documents,
+        put_documents=put_documents,
+        savepoint=savepoint,
+        connection=sql_connection,
     )
+
+
+def _chunks(items: Sequence[str]) -> Iterator[tuple[str, ...]]:
+    for start in range(0, len(items), _CHUNK):
+        yield tuple(items[start : start + _CHUNK])
 
 
 def _file_path(name: str) -> str:
