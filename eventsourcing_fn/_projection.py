@@ -13,8 +13,8 @@ V = TypeVar("V")
 D = TypeVar("D")
 F = TypeVar("F", bound=Callable[..., Any])
 
-# (event, record) -> the document key.
-KeyFn = Callable[[Any, Recorded[Any]], str]
+# (event, record) -> the document key; None: no document cares about this event.
+KeyFn = Callable[[Any, Recorded[Any]], str | None]
 
 
 def by_stream_id(event: object, record: Recorded[Any]) -> str:
@@ -63,7 +63,7 @@ class DocumentProjection(Generic[D]):
     """A keyed fold: one document per key, `(doc | None, event[, record]) -> doc | None`.
 
     Returning None deletes the document. The key is `key(event, record)`, by default the
-    event's stream id.
+    event's stream id; a key of None leaves the event out.
     """
 
     def __init__(self, name: str, *, doc_type: type[D], key: KeyFn | None = None) -> None:
@@ -91,6 +91,8 @@ class DocumentProjection(Generic[D]):
             if handler is None:
                 continue
             key = self.key(record.event, record)
+            if key is None:
+                continue
             doc = call(handler, current.get(key), record)
             if doc is None:
                 current.pop(key, None)

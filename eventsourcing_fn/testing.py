@@ -1,14 +1,20 @@
-"""Given / when / then for aggregates, pytest-native, with syrupy snapshots.
+"""Given / when / then, pytest-native, with syrupy snapshots.
 
 given(account, Opened("ann")).when(Deposit(5)).then(Deposited(5))
+given(totals, Deposited(1), Deposited(2)).then_state(3)
+given(balances, recorded(Opened("ann"), stream_id="a")).then_documents({"a": Balance("ann", 0)})
+given(rows, Opened("ann")).then_rows("SELECT owner FROM accounts", [("ann",)])
+given(shipping, PaymentReceived("o1")).when(Reserved("o1")).then_sends(Send(order, "o1", Ship()))
+
+Every failed expectation is an AssertionError showing expected (left) and actual (right) side by
+side, rows that differ marked with `!`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
-import attrs
 from returns.result import Failure
 
 from ._aggregate import Aggregate
@@ -16,17 +22,31 @@ from ._codec import Codec, dumps
 from ._decision import Decided, decide_all
 from ._envelope import Recorded
 from ._errors import CommandError
+from ._process import ProcessManager
+from ._projection import DocumentProjection, Projection, SqlProjection
+from ._scenarios import (
+    DocumentScenario,
+    ProcessScenario,
+    ProjectionScenario,
+    Raw,
+    SqlScenario,
+    _lines,
+    _side_by_side,
+    envelopes,
+    recorded,
+)
 
-__all__ = ["Raw", "Scenario", "given", "raw"]
-
-
-@attrs.frozen
-class Raw:
-    """An event in its stored form: type name, JSON payload and schema version."""
-
-    type: str
-    data: Mapping[str, Any]
-    version: int = 1
+__all__ = [
+    "DocumentScenario",
+    "ProcessScenario",
+    "ProjectionScenario",
+    "Raw",
+    "Scenario",
+    "SqlScenario",
+    "given",
+    "raw",
+    "recorded",
+]
 
 
 def raw(type_name: str, payload: Mapping[str, Any], *, version: int = 1) -> Raw:
@@ -34,11 +54,43 @@ def raw(type_name: str, payload: Mapping[str, Any], *, version: int = 1) -> Raw:
     return Raw(type_name, payload, version)
 
 
-def given(component: Aggregate[Any], *events: object) -> Scenario:
-    """Start a scenario from the events a stream already holds (plain, `Recorded` or `raw`)."""
-    if not isinstance(component, Aggregate):
-        raise TypeError(f"given() takes an Aggregate, not {component!r}")
-    return Scenario(component, events, ())
+@overload
+def given(component: Aggregate[Any], *events: object) -> Scenario: ...
+@overload
+def given(component: Projection[Any], *events: object) -> ProjectionScenario: ...
+@overload
+def given(component: DocumentProjection[Any], *events: object) -> DocumentScenario: ...
+@overload
+def given(component: SqlProjection, *events: object, connection: Any = None) -> SqlScenario: ...
+@overload
+def given(component: ProcessManager[Any], *events: object) -> ProcessScenario: ...
+def given(
+    component: object, *events: object, connection: Any = None
+) -> Scenario | ProjectionScenario | DocumentScenario | SqlScenario | ProcessScenario:
+    """Start a scenario from the events that happened before (plain, `Recorded` or `raw`).
+
+    An aggregate folds them as one stream's history; `raw` events (aggregates only) go through
+    its upcasters. For projections and process managers, a plain event stands in stream
+    given/given at version and position = its place among the given events; pass `recorded(...)`
+    to choose its stream (the default document key). `connection` (SQL projections only) is
+    where the handlers write; by default a fresh in-memory SQLite database.
+    """
+    if connection is not None and not isinstance(component, SqlProjection):
+        raise TypeError(f"given(connection=...) is for a SqlProjection, not {component!r}")
+    if isinstance(component, Aggregate):
+        return Scenario(component, events, ())
+    if isinstance(component, Projection):
+        return ProjectionScenario(component, envelopes(events))
+    if isinstance(component, DocumentProjection):
+        return DocumentScenario(component, envelopes(events))
+    if isinstance(component, SqlProjection):
+        return SqlScenario(component, envelopes(events), connection)
+    if isinstance(component, ProcessManager):
+        return ProcessScenario(component, envelopes(events))
+    raise TypeError(
+        "given() takes an Aggregate, Projection, DocumentProjection, SqlProjection or"
+        f" ProcessManager, not {component!r}"
+    )
 
 
 class Scenario:
@@ -178,23 +230,3 @@ def _reason(reason: object) -> str:
     if isinstance(reason, BaseException):
         return f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
     return repr(reason)
-
-
-def _lines(items: Sequence[object]) -> list[str]:
-    return [repr(item) for item in items]
-
-
-def _side_by_side(left_title: str, left: list[str], right_title: str, right: list[str]) -> str:
-    """Two columns, expected left and actual right, rows that differ marked with `!`."""
-    width = max(len(line) for line in [left_title, *left])
-    rows = [
-        f"  {left_title:<{width}} | {right_title}",
-        f"  {'-' * width} | {'-' * len(right_title)}",
-    ]
-    for i in range(max(len(left), len(right))):
-        a = left[i] if i < len(left) else ""
-        b = right[i] if i < len(right) else ""
-        rows.append(f"{'!' if a != b else ' '} {a:<{width}} | {b}")
-    if not left and not right:
-        rows.append(f"  {'(none)':<{width}} | (none)")
-    return "\n" + "\n".join(rows)
