@@ -162,6 +162,7 @@ class Codec:
         self._default = converter is None  # only then are scalar hooks known to be exact
         self._plain: dict[type, tuple[tuple[str, type], ...] | None] = {}
         self._hooks: dict[type, tuple[Callable[[Any], Any], Callable[[Any, type], Any]]] = {}
+        self._structures: dict[Any, Callable[[Any, Any], Any]] = {}
 
     def add(self, cls: type) -> None:
         """Know `cls` by its type name; two classes claiming one name is a ConfigurationError."""
@@ -187,6 +188,8 @@ class Codec:
     def encode(self, obj: Any) -> str:
         """JSON text of `obj`, checked to read back equal; `InvalidPayload` otherwise."""
         cls = type(obj)
+        if (cls is int or cls is bool) and self._default:  # a counter: nothing to check
+            return _ENCODER.encode(obj)
         plain = self._plain.get(cls, _UNKNOWN)
         if plain is _UNKNOWN:
             plain = self._plain[cls] = _plain_fields(cls) if self._default else None
@@ -238,7 +241,10 @@ class Codec:
 
     def decode_state(self, text: str, cls: type[T]) -> T:
         """A state (or any attrs object) from its JSON text."""
-        return self.converter.structure(json.loads(text), cls)
+        structure = self._structures.get(cls)
+        if structure is None:
+            structure = self._structures[cls] = self.converter.get_structure_hook(cls)
+        return structure(loads(text), cls)  # type: ignore[no-any-return]
 
     def reader(self, name: str, version: int) -> Callable[[str], Any]:
         """A function from stored JSON text to the current event object (upcasting on the way)."""
