@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -10,16 +11,21 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from conftest import POSTGRES_URL, drop_schema
 
 from eventsourcing_fn._errors import StorageError
 from eventsourcing_fn.storage import (
+    Checkpoint,
     NewEvent,
+    OrderConflict,
     Storage,
     StoredEvent,
+    StoredSnapshot,
     StreamAppend,
     VersionConflict,
     _postgres,
@@ -55,6 +61,10 @@ def event(n: int = 0) -> NewEvent:
     return NewEvent("Ticked", 1, f'{{"n": {n}}}', uuid.uuid4(), datetime.now(UTC))
 
 
+def event_with(**changes: Any) -> NewEvent:
+    return attrs.evolve(event(), **changes)
+
+
 def batch(stream_id: str, expected: int | None, count: int = 1) -> StreamAppend:
     return StreamAppend("clock", stream_id, expected, [event(i) for i in range(count)])
 
@@ -77,6 +87,22 @@ def sql(query: str, *params: object) -> list[tuple[Any, ...]]:
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         cur = conn.execute(query, params or None)
         return cur.fetchall() if cur.description else []
+
+
+def terminate(application_name: str) -> int:
+    """End every session of `application_name` from outside, as a server restart would; how many."""
+    pids = [
+        pid
+        for (pid,) in sql(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", application_name
+        )
+    ]
+    sql("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", pids)
+    deadline = time.monotonic() + 10
+    while sql("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", pids):
+        assert time.monotonic() < deadline, "terminated sessions did not go away"
+        time.sleep(0.01)
+    return len(pids)
 
 
 class TestGapSafety:
@@ -292,6 +318,43 @@ class TestAppend:
         assert versions == list(range(1, 61))
 
 
+class TestStreamOrder:
+    def test_append_after_a_younger_transactions_commit_is_an_order_conflict(
+        self, make: Make
+    ) -> None:
+        """A transaction may not append after a version that a younger one committed."""
+        older, younger = make(), make()
+        older.append([batch("s", 0)])
+        with older.transaction():
+            older.append([batch("x", 0)])  # the older transaction now has its xid
+            writer = threading.Thread(target=lambda: younger.append([batch("s", 1)]))
+            writer.start()
+            writer.join()
+            with pytest.raises(OrderConflict) as info:
+                older.append([batch("s", 2)])
+            assert (info.value.stream_id, info.value.expected, info.value.actual) == ("s", 2, 2)
+            assert isinstance(info.value, VersionConflict)
+            with pytest.raises(OrderConflict):
+                older.append([batch("t", 0), batch("s", None)])  # at ANY too, and no loop
+        older.append([batch("s", 2)])  # a new transaction comes after the younger one
+        rows = read_log(older, 4)
+        assert [r.version for r in rows if r.stream_id == "s"] == [1, 2, 3]
+        assert [r.stream_id for r in rows if r.stream_id != "s"] == ["x"]  # `t` was undone
+
+    def test_stale_version_wins_over_order(self, make: Make) -> None:
+        """When the expected version is stale too, the conflict is a plain VersionConflict."""
+        older, younger = make(), make()
+        with older.transaction():
+            older.append([batch("x", 0)])
+            writer = threading.Thread(target=lambda: younger.append([batch("s", 0, 2)]))
+            writer.start()
+            writer.join()
+            with pytest.raises(VersionConflict) as info:
+                older.append([batch("s", 1)])
+            assert type(info.value) is VersionConflict
+            assert (info.value.expected, info.value.actual) == (1, 2)
+
+
 class TestSchema:
     def test_tables_live_in_their_schema_and_schemas_are_isolated(
         self, make: Make, pg_schema: str
@@ -358,6 +421,63 @@ class TestSchema:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         ).stdout
         assert "eventsourcing_fn[postgres]" in out
+
+    @pytest.mark.parametrize(
+        "schema",
+        ["", "information_schema", "pg_catalog", "pg_mine", "PG_Mine", "a\0b", "é" * 32, "x" * 64],
+    )
+    def test_unusable_schema_names_are_refused_before_connecting(self, schema: str) -> None:
+        """Reserved, empty, NUL-holding or over-63-byte schema names are a ValueError at once."""
+        nowhere = "postgresql://postgres@127.0.0.1:1/test?connect_timeout=2"  # never reached
+        with pytest.raises(ValueError, match=r"postgres_storage\(schema="):
+            postgres_storage(nowhere, schema=schema)
+        with pytest.raises(ValueError, match=r"postgres_schema\(schema="):
+            postgres_schema(schema)
+
+    def test_schema_name_must_be_a_str(self) -> None:
+        """A schema name that is not a str is a TypeError naming the argument."""
+        with pytest.raises(TypeError, match=r"schema=b'bank'"):
+            postgres_storage(POSTGRES_URL, schema=b"bank")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"schema=None"):
+            postgres_schema(None)  # type: ignore[arg-type]
+
+    def test_longest_schema_name_works(self, make: Make, pg_schema: str) -> None:
+        """A schema name of exactly 63 bytes is kept whole."""
+        name = pg_schema + "é" * ((63 - len(pg_schema)) // 2)
+        name += "x" * (63 - len(name.encode()))
+        try:
+            make(schema=name).append([batch("a", 0)])
+            assert sql("SELECT count(*) FROM pg_namespace WHERE nspname = %s", name) == [(1,)]
+        finally:
+            drop_schema(name)
+
+    @pytest.mark.parametrize("suffix", ["%b", "%s", "%%", "%(x)s", '"%'])
+    def test_percent_in_schema_name_works_end_to_end(
+        self, make: Make, pg_schema: str, suffix: str
+    ) -> None:
+        """A schema name holding % (like a placeholder) stores and reads everything."""
+        name = pg_schema + suffix
+        try:
+            storage = make(schema=name, lock_streams=True)
+            with storage.transaction():
+                rows = storage.append([batch("a", 0, 2)])
+                storage.lock_stream("clock", "a")
+                storage.write_checkpoint(Checkpoint("p", rows[-1].position, "{}"))
+            storage.write_snapshot(StoredSnapshot("clock", "a", 2, 1, "{}"))
+            storage.put_document("docs", "k", '{"v": 1}')
+            assert storage.read_stream("clock", "a", 0, None) == rows
+            assert read_log(storage, 2) == rows
+            assert storage.read_checkpoint("p") == Checkpoint("p", rows[-1].position, "{}")
+            assert storage.read_snapshot("clock", "a", None) is not None
+            assert storage.all_documents("docs") == [("k", '{"v": 1}')]
+            with pytest.raises(VersionConflict):
+                storage.append([batch("a", 1)])
+            ddl = postgres_schema(name)
+            assert f'"{name.replace(chr(34), chr(34) * 2)}"."events"' in ddl
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+                conn.execute(ddl.encode())  # the exported DDL runs as it is
+        finally:
+            drop_schema(name)
 
 
 class TestConnections:
@@ -438,6 +558,177 @@ class TestConnections:
                 "postgresql://postgres@127.0.0.1:1/test?connect_timeout=2", schema="nowhere"
             )
 
+    def test_pools_heal_after_the_server_ends_idle_connections(self, make: Make) -> None:
+        """After the server ends every pooled session, reads, appends and transactions work."""
+        app = f"esfn-{uuid.uuid4().hex[:8]}"
+        storage = make(f"{POSTGRES_URL}?application_name={app}")
+        barrier = threading.Barrier(3)
+
+        def hold_a_connection() -> None:
+            with storage.transaction():
+                storage.read_stream("clock", "a", 0, None)
+                barrier.wait(10)  # three transactions at once: the pool grows to three
+
+        threads = [threading.Thread(target=hold_a_connection) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        (first,) = storage.append([batch("a", 0)])
+
+        def in_transaction_read_first() -> None:
+            with storage.transaction():
+                head = storage.read_stream("clock", "a", 0, None)
+                storage.append([batch("a", len(head))])
+
+        def in_transaction_write_first() -> None:
+            with storage.transaction():
+                storage.append([batch("b", None)])
+
+        calls: list[Callable[[], object]] = [
+            lambda: storage.read_all(0, 10),
+            lambda: storage.read_stream("clock", "a", 0, None),
+            lambda: storage.append([batch("a", None)]),
+            in_transaction_read_first,
+            in_transaction_write_first,
+            lambda: storage.read_checkpoint("nothing"),
+        ]
+        for call in calls:
+            assert terminate(app) >= 1
+            call()
+        assert [r.version for r in storage.read_stream("clock", "a", 0, None)] == [1, 2, 3]
+        assert [r.stream_id for r in read_log(storage, 4)] == ["a", "a", "a", "b"]
+        assert first.version == 1
+
+    def test_write_on_a_dead_connection_is_not_repeated(self, make: Make) -> None:
+        """A write outside a transaction on a dead connection raises; the next call works."""
+        app = f"esfn-{uuid.uuid4().hex[:8]}"
+        storage = make(f"{POSTGRES_URL}?application_name={app}")
+        storage.write_checkpoint(Checkpoint("p", 1))
+        terminate(app)
+        with pytest.raises(StorageError, match="writing checkpoint 'p'"):
+            storage.write_checkpoint(Checkpoint("p", 2))
+        assert storage.read_checkpoint("p") == Checkpoint("p", 1)
+        storage.write_checkpoint(Checkpoint("p", 3))
+        assert storage.read_checkpoint("p") == Checkpoint("p", 3)
+
+    @pytest.mark.parametrize("source", ["conninfo", "pool"])
+    def test_one_storage_survives_fork(self, pg_schema: str, tmp_path: Path, source: str) -> None:
+        """Forked children and parent share one storage: acked events stored, parent unharmed."""
+        app = f"esfn-{uuid.uuid4().hex[:8]}"
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                FORK_SCRIPT,
+                POSTGRES_URL,
+                app,
+                pg_schema,
+                str(tmp_path),
+                source,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        assert run.returncode == 0, run.stderr
+        report = json.loads((tmp_path / "parent.json").read_text())
+        assert report["statuses"] == [0] * CHILDREN, run.stderr
+        assert report["sessions_before"], "the parent had no pooled session when it forked"
+        assert report["sessions_after"] == report["sessions_before"], "a parent session ended"
+        acked = set(report["parent"])
+        for child in range(CHILDREN):
+            mine = json.loads((tmp_path / f"child{child}.json").read_text())
+            assert len(mine) == 20, run.stderr
+            acked.update(mine)
+        storage = postgres_storage(POSTGRES_URL, schema=pg_schema)
+        try:
+            stored = {str(r.event_id) for r in read_log(storage, len(acked))}
+        finally:
+            storage.close()
+        assert acked <= stored, "an acknowledged event was not stored"
+        assert len(report["after"]) == 3
+
+
+CHILDREN = 4
+# Parent and children append through the storage made before the fork, the parent from a
+# thread that keeps going while it forks; every process reports the event ids it was told were
+# stored. Half the children end as pre-fork servers end workers (os._exit); the others return
+# through the code that made the storage (closing it, and closing a pool passed in, as leaving
+# its `with` block would) and exit the interpreter normally.
+FORK_SCRIPT = """
+import json, os, sys, threading, uuid
+from datetime import UTC, datetime
+import psycopg
+from psycopg_pool import ConnectionPool
+from eventsourcing_fn.storage import NewEvent, StreamAppend, postgres_storage
+
+url, app, schema, out, source = sys.argv[1:6]
+url = f"{url}?application_name={app}"
+pool = ConnectionPool(url, min_size=2, max_size=4) if source == "pool" else None
+storage = postgres_storage(pool or url, schema=schema)
+
+def sessions():
+    with psycopg.connect(url.replace(app, "observer"), autocommit=True) as conn:
+        query = "SELECT pid FROM pg_stat_activity WHERE application_name = %s ORDER BY pid"
+        return [pid for (pid,) in conn.execute(query, (app,))]
+
+def append(stream, acked, count):
+    for i in range(count):
+        new = NewEvent("Ticked", 1, "{}", uuid.uuid4(), datetime.now(UTC))
+        storage.append([StreamAppend("clock", stream, None, [new])])
+        acked.append(str(new.event_id))
+        assert storage.read_stream("clock", stream, 0, None)[-1].event_id == new.event_id
+
+parent = []
+append("parent", parent, 3)
+stop = threading.Event()
+def keep_appending():
+    while not stop.is_set():
+        append("parent", parent, 1)
+thread = threading.Thread(target=keep_appending)
+thread.start()
+sessions_before = sessions()
+pids = []
+for child in range(CHILDREN):
+    pid = os.fork()
+    if pid == 0:
+        acked, code = [], 0
+        try:
+            append(f"child{child}", acked, 20)
+        except BaseException as exc:
+            print(f"child {child}: {exc!r}", file=sys.stderr)
+            code = 1
+        with open(f"{out}/child{child}.json", "w") as f:
+            json.dump(acked, f)
+        if child % 2:
+            os._exit(code)
+        storage.close()
+        if pool is not None:
+            pool.close()
+        sys.stderr.flush()
+        sys.exit(code)
+    pids.append(pid)
+statuses = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+stop.set()
+thread.join()
+sessions_after = [pid for pid in sessions() if pid in sessions_before]
+after = []
+append("after", after, 3)
+report = {
+    "statuses": statuses,
+    "parent": parent + after,
+    "after": after,
+    "sessions_before": sessions_before,
+    "sessions_after": sessions_after,
+}
+with open(f"{out}/parent.json", "w") as f:
+    json.dump(report, f)
+storage.close()
+if pool is not None:
+    pool.close()
+""".replace("CHILDREN", str(CHILDREN))
+
 
 class TestLockStreams:
     def test_second_writer_waits_for_the_first(self, make: Make) -> None:
@@ -500,3 +791,81 @@ class TestLockStreams:
         for t in threads:
             t.join()
         assert storages[0].read_checkpoint("count") == Checkpoint("count", 20, "20")
+
+
+class TestNul:
+    def test_nul_escaped_in_json_round_trips(self, make: Make) -> None:
+        """Payload and metadata JSON holding the \\u0000 escape come back as written."""
+        storage = make()
+        data, metadata = '{"s": "a\\u0000b"}', '{"\\u0000k": "v\\u0000"}'
+        new = NewEvent("Ticked", 1, data, uuid.uuid4(), datetime.now(UTC), metadata=metadata)
+        (row,) = storage.append([StreamAppend("clock", "x", 0, [new])])
+        (read,) = storage.read_stream("clock", "x", 0, None)
+        assert (read.data, read.metadata) == (data, metadata) == (row.data, row.metadata)
+        assert json.loads(read.data) == {"s": "a\0b"}
+
+    @pytest.mark.parametrize(
+        ("field", "append"),
+        [
+            ("stream_id", StreamAppend("clock", "a\0b", 0, [event()])),
+            ("stream_type", StreamAppend("clo\0ck", "a", 0, [event()])),
+            ("actor_id", StreamAppend("clock", "a", 0, [event(), event_with(actor_id="\0")])),
+            ("causation_id", StreamAppend("clock", "a", None, [event_with(causation_id="\0")])),
+            ("data", StreamAppend("clock", "a", 0, [event_with(data='"\0"')])),
+        ],
+    )
+    def test_nul_in_text_is_refused_and_nothing_is_written(
+        self, make: Make, field: str, append: StreamAppend
+    ) -> None:
+        """NUL where PostgreSQL keeps text is an error naming stream and field; nothing lands."""
+        storage = make()
+        with storage.transaction():
+            storage.append([batch("before", 0)])
+            with pytest.raises(StorageError, match=f"{field} holds a NUL") as info:
+                storage.append([batch("other", 0), append])
+            assert isinstance(info.value, ValueError)
+            assert repr(append.stream_id) in str(info.value)
+            storage.append([batch("after", 0)])  # the transaction is still usable
+        assert [r.stream_id for r in read_log(storage, 2)] == ["before", "after"]
+
+    def test_nul_in_other_text_is_refused(self, make: Make) -> None:
+        """Snapshots, checkpoints and documents holding NUL in text are refused by field."""
+        storage = make()
+        writes: list[tuple[str, Callable[[], None]]] = [
+            ("stream_id", lambda: storage.write_snapshot(StoredSnapshot("c", "\0", 1, 1, "{}"))),
+            ("data", lambda: storage.write_snapshot(StoredSnapshot("c", "a", 1, 1, "\0"))),
+            ("name", lambda: storage.write_checkpoint(Checkpoint("p\0", 1))),
+            ("state", lambda: storage.write_checkpoint(Checkpoint("p", 1, "\0"))),
+            ("key", lambda: storage.put_document("docs", "k\0", "{}")),
+        ]
+        for field, write in writes:
+            with pytest.raises(ValueError, match=f"{field} holds a NUL"):
+                write()
+        assert storage.read_checkpoint("p") is None
+        assert storage.all_documents("docs") == []
+
+    def test_reading_with_nul_is_a_storage_error(self, make: Make) -> None:
+        """Reading a stream id holding NUL is a StorageError and sends nothing."""
+        storage = make()
+        with storage.transaction():
+            with pytest.raises(StorageError, match="reading stream clock/'a\\\\x00'"):
+                storage.read_stream("clock", "a\0", 0, None)
+            storage.append([batch("a", 0)])
+        assert len(read_log(storage, 1)) == 1
+
+    def test_nul_in_payload_and_metadata_round_trips_through_the_store(
+        self, make: Make, pg_schema: str
+    ) -> None:
+        """An event store on PostgreSQL keeps NUL in payload strings and metadata values."""
+        from bank import Open, account
+
+        from eventsourcing_fn import EventStore, context
+
+        store = EventStore(make(), aggregates=[account])
+        with context(metadata={"note": "a\0b", "\0": 1}):
+            store.execute(account, "acc", Open("ann\0")).unwrap()
+        assert store.load(account, "acc").state.owner == "ann\0"
+        (recorded,) = store.events(account, "acc")
+        assert recorded.metadata == {"note": "a\0b", "\0": 1}
+        ((data,),) = sql(f'SELECT data::text FROM "{pg_schema}".events')
+        assert data == '{"owner":"ann\\u0000"}'  # the JSON escape, in a json column

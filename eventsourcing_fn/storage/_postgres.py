@@ -3,8 +3,9 @@
 A row's position is `xid * 2**20 + n`: the top-level id of the transaction that appended it and
 its ordinal within that transaction. `read_all` only returns positions below `B * 2**20`, where
 every other transaction with an xid below B has ended (B is the snapshot's xmin for a reader
-without an xid), so a tailing reader never skips a row that commits later (docs/postgres.md has
-the proof and the caveats).
+without an xid), so a tailing reader never skips a row that commits later. An append never puts
+a stream's next version below its last one: it refuses when that row's xid is larger than its own
+(docs/postgres.md has the proofs and the caveats).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC
-from itertools import starmap
+from itertools import chain, starmap
 from operator import attrgetter
 from typing import Any
 
@@ -23,6 +24,7 @@ from .._errors import StorageError
 from ._record import (
     Checkpoint,
     NewEvent,
+    OrderConflict,
     Storage,
     StoredEvent,
     StoredSnapshot,
@@ -33,8 +35,10 @@ from ._record import (
 try:
     import psycopg
     from psycopg import sql
-    from psycopg.pq import ExecStatus, TransactionStatus
+    from psycopg.pq import ExecStatus
     from psycopg_pool import ConnectionPool
+
+    from ._pg_pool import Connections, Lease, open_pool
 except ImportError as exc:  # without the `postgres` extra the backend says so when asked for
     _MISSING: ImportError | None = exc
 else:
@@ -42,6 +46,7 @@ else:
 
 _SHIFT = 1 << 20  # events one transaction may append, plus one
 _RACE_RETRIES = 100  # appends at ANY version that lose the race for the stream's end
+_NAME_BYTES = 63  # PostgreSQL cuts longer identifiers short (NAMEDATALEN - 1)
 _MAX = (1 << 63) - 1  # "no upper bound" for version ranges, so one statement serves both
 # NewEvent's fields in StoredEvent's order after (stream_type, stream_id, version, position),
 # also the INSERT's parameter names.
@@ -57,6 +62,8 @@ _FIELD_NAMES = (
     "metadata",
 )
 _FIELDS = attrgetter(*_FIELD_NAMES)
+_TEXT_NAMES = ("type", "data", "actor_id", "correlation_id", "causation_id", "metadata")
+_TEXTS = attrgetter(*_TEXT_NAMES)
 
 _DDL = """\
 CREATE SCHEMA IF NOT EXISTS {schema};
@@ -109,29 +116,39 @@ _QUERIES = {
     "insert": (
         "INSERT INTO {events} (stream_type, stream_id, version, position, type, schema_version,"
         " data, event_id, recorded_at, actor_id, correlation_id, causation_id, metadata)"
-        " SELECT s.stream_type, s.stream_id, h.head + e.off,"
+        " SELECT s.stream_type, s.stream_id, coalesce(h.version, 0) + e.off,"
         " pg_current_xact_id()::text::bigint * %(shift)b + e.n, e.type, e.schema_version,"
         " e.data::json, e.event_id, e.recorded_at, e.actor_id, e.correlation_id, e.causation_id,"
         " e.metadata::json"
         " FROM unnest(%(types)b::text[], %(ids)b::text[], %(expected)b::int8[])"
         " WITH ORDINALITY AS s(stream_type, stream_id, expected, i)"
-        " CROSS JOIN LATERAL (SELECT coalesce(max(x.version), 0) AS head FROM {events} x"
-        " WHERE x.stream_type = s.stream_type AND x.stream_id = s.stream_id) h"
+        " LEFT JOIN LATERAL (SELECT x.version, x.position FROM {events} x"
+        " WHERE x.stream_type = s.stream_type AND x.stream_id = s.stream_id"
+        " ORDER BY x.version DESC LIMIT 1) h ON true"
         " JOIN unnest(%(stream)b::int8[], %(off)b::int8[], %(n)b::int8[], %(type)b::text[],"
         " %(schema_version)b::int4[], %(data)b::text[], %(event_id)b::uuid[],"
         " %(recorded_at)b::timestamptz[], %(actor_id)b::text[], %(correlation_id)b::text[],"
         " %(causation_id)b::text[], %(metadata)b::text[])"
         " AS e(stream, off, n, type, schema_version, data, event_id, recorded_at, actor_id,"
         " correlation_id, causation_id, metadata) ON e.stream = s.i"
-        # A stale expected version, or a race lost at ANY, inserts fewer rows than asked (the
-        # caller undoes them) instead of raising, so an outer transaction stays usable.
-        " WHERE s.expected IS NULL OR s.expected = h.head"
+        # A stale expected version, a race lost at ANY, or a stream whose last row belongs to
+        # a transaction with a larger xid (its position is above all of ours: readers would
+        # see our later versions before it) inserts fewer rows than asked (the caller undoes
+        # them) instead of raising, so an outer transaction stays usable.
+        " WHERE (s.expected IS NULL OR s.expected = coalesce(h.version, 0))"
+        " AND (h.position IS NULL"
+        " OR h.position < (pg_current_xact_id()::text::bigint + 1) * %(shift)b)"
         " ON CONFLICT (stream_type, stream_id, version) DO NOTHING"
         " RETURNING position, version"
     ),
     "undo": "DELETE FROM {events} WHERE position = ANY(%s::int8[])",
+    # A stream's version, and whether its last row comes after every position this transaction
+    # can give (null when it has no xid yet: a new one is larger than any committed).
     "head": (
-        "SELECT coalesce(max(version), 0) FROM {events} WHERE stream_type = %s AND stream_id = %s"
+        "SELECT coalesce(h.version, 0),"
+        " h.position >= (pg_current_xact_id_if_assigned()::text::bigint + 1) * %s"
+        " FROM (VALUES (1)) AS one LEFT JOIN (SELECT version, position FROM {events}"
+        " WHERE stream_type = %s AND stream_id = %s ORDER BY version DESC LIMIT 1) AS h ON true"
     ),
     "stream": (
         f"SELECT {_COLUMNS} FROM {{events}} WHERE stream_type = %s AND stream_id = %s"
@@ -184,8 +201,9 @@ _BEGIN = b"BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = for
 
 def postgres_schema(schema: str = "eventsourcing") -> str:
     """The DDL (idempotent) that creates the storage's tables in `schema`."""
+    _check_schema("postgres_schema", schema)
     _require_psycopg()
-    return _compose(_DDL, schema)
+    return _compose(_DDL, schema, placeholders=False)
 
 
 def postgres_storage(
@@ -198,24 +216,47 @@ def postgres_storage(
 
     `lock_streams=True` makes `lock_stream` take a transaction-scoped advisory lock per stream.
     """
+    _check_schema("postgres_storage", schema)
     _require_psycopg()
     if isinstance(conninfo_or_pool, str):
         with _faults(schema, "connect"), psycopg.connect(conninfo_or_pool) as conn:
             _create_schema(conn, schema)  # directly, so a bad URL fails now with its reason
-        pool: ConnectionPool[Any] = ConnectionPool(
-            conninfo_or_pool,
-            min_size=1,
-            max_size=16,
-            kwargs={"autocommit": True},
-            configure=_configure,
-            name=f"eventsourcing_fn[{schema}]",
-            open=True,
-        )
+        conns = Connections(open_pool(conninfo_or_pool, f"eventsourcing_fn[{schema}]"), own=True)
     else:
-        pool = conninfo_or_pool
-        with _faults(schema, "connect"), pool.connection() as conn:
+        with _faults(schema, "connect"), conninfo_or_pool.connection() as conn:
             _create_schema(conn, schema)
-    return _Postgres(pool, schema, lock_streams, own_pool=pool is not conninfo_or_pool).storage()
+        conns = Connections(conninfo_or_pool, own=False)
+    return _Postgres(conns, schema, lock_streams).storage()
+
+
+class UnstorableText(StorageError, ValueError):
+    """Text that PostgreSQL cannot store: it holds a NUL character. Nothing was written."""
+
+
+def _check_schema(function: str, schema: object) -> None:
+    """Refuse, before connecting, a schema name PostgreSQL would reject, cut short or share."""
+    if not isinstance(schema, str):
+        raise TypeError(f"{function}(schema={schema!r}): a schema name is a str")
+    problem = None
+    if not schema:
+        problem = "a schema name is not empty"
+    elif "\0" in schema:
+        problem = "a schema name cannot hold a NUL character"
+    elif schema.lower() == "information_schema" or schema.lower().startswith("pg_"):
+        problem = "PostgreSQL reserves this name (and every name starting with pg_) for itself"
+    else:
+        try:
+            size = len(schema.encode())
+        except UnicodeEncodeError:
+            problem = "a schema name must be valid UTF-8 (it holds a lone surrogate)"
+        else:
+            if size > _NAME_BYTES:
+                problem = (
+                    f"{size} bytes in UTF-8; PostgreSQL cuts names to {_NAME_BYTES}, so two"
+                    " storages whose schema names begin alike would share tables"
+                )
+    if problem:
+        raise ValueError(f"{function}(schema={schema!r}): {problem}")
 
 
 def _require_psycopg() -> None:
@@ -226,13 +267,19 @@ def _require_psycopg() -> None:
         ) from _MISSING
 
 
-def _compose(template: str, schema: str) -> str:
-    names = {name: sql.Identifier(schema, name) for name in _RELATIONS}
-    return sql.SQL(template).format(schema=sql.Identifier(schema), **names).as_string(None)
+def _compose(template: str, schema: str, *, placeholders: bool = True) -> str:
+    """`template` with its {names} as quoted identifiers of `schema`.
 
+    With `placeholders`, a `%` in the schema name is doubled: the statement is then parsed for
+    %s placeholders, and `"a%s"."events"` must stay a name.
+    """
 
-def _configure(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("SET TIME ZONE 'UTC'")  # timestamptz then loads as datetime(tzinfo=UTC)
+    def name(*parts: str) -> sql.SQL:
+        text = sql.Identifier(*parts).as_string(None)
+        return sql.SQL(text.replace("%", "%%") if placeholders else text)
+
+    names = {relation: name(schema, relation) for relation in _RELATIONS}
+    return sql.SQL(template).format(schema=name(schema), **names).as_string(None)
 
 
 def _create_schema(conn: psycopg.Connection[Any], schema: str) -> None:
@@ -247,7 +294,7 @@ def _create_schema(conn: psycopg.Connection[Any], schema: str) -> None:
     with conn.transaction():
         # IF NOT EXISTS alone still races (duplicate key in pg_namespace/pg_type).
         conn.execute(_QUERIES["lock"], (f"eventsourcing_fn ddl {schema}",))
-        conn.execute(_compose(_DDL, schema).encode())
+        conn.execute(_compose(_DDL, schema, placeholders=False).encode())
 
 
 @contextmanager
@@ -261,10 +308,10 @@ def _faults(schema: str, what: str) -> Iterator[None]:
 class _Tx:
     """One open storage transaction: its connection, whether BEGIN was sent, events appended."""
 
-    __slots__ = ("appended", "begun", "conn")
+    __slots__ = ("appended", "begun", "lease")
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
         self.begun = False
         self.appended = 0
 
@@ -272,13 +319,10 @@ class _Tx:
 class _Postgres:
     """The callables of one storage; `storage()` returns them as the `Storage` record."""
 
-    def __init__(
-        self, pool: ConnectionPool[Any], schema: str, lock_streams: bool, *, own_pool: bool
-    ) -> None:
-        self.pool = pool
+    def __init__(self, conns: Connections, schema: str, lock_streams: bool) -> None:
+        self.conns = conns
         self.schema = schema
         self.lock_streams = lock_streams
-        self.own_pool = own_pool
         self.current: ContextVar[_Tx | None] = ContextVar(f"postgres_tx_{schema}", default=None)
         self.q = {key: _compose(text, schema) for key, text in _QUERIES.items()}
 
@@ -289,94 +333,114 @@ class _Postgres:
     # -- connections and transactions ---------------------------------------------------------
 
     @contextmanager
-    def _borrow(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection in autocommit mode (a statement outside BEGIN is its own)."""
-        with _faults(self.schema, "taking a connection from the pool"):
-            conn = self.pool.getconn()
-        restore = not conn.autocommit  # a pool passed in may hand out non-autocommit ones
-        try:
-            if restore:
-                conn.autocommit = True
-            yield conn
-        finally:
-            status = conn.pgconn.transaction_status
-            if status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
-                try:
-                    conn.execute(b"ROLLBACK")
-                except psycopg.Error:
-                    conn.close()  # unusable: the pool replaces closed connections
-            if restore and not conn.closed:
-                conn.autocommit = False
-            self.pool.putconn(conn)
-
-    @contextmanager
     def transaction(self) -> Iterator[None]:
         """One database transaction around the block; nested calls join the outer one."""
         if self.current.get() is not None:
             yield
             return
-        with self._borrow() as conn:
-            tx = _Tx(conn)
-            token = self.current.set(tx)
+        with _faults(self.schema, "taking a connection from the pool"):
+            tx = _Tx(self.conns.take())
+        token = self.current.set(tx)
+        try:
             try:
                 yield
             finally:
                 self.current.reset(token)
-            if tx.begun:  # an exception skips this: _borrow rolls back
+            if tx.begun:  # an exception skips this: giving the connection back rolls back
                 with _faults(self.schema, "commit"):
-                    conn.execute(b"COMMIT")
+                    tx.lease.conn.execute(b"COMMIT")
+        finally:
+            self.conns.give(tx.lease)
 
     def _fetch(self, what: str, query: str, params: Any, *, write: bool = False) -> list[Any]:
         """Run one statement, inside the current transaction if there is one; its rows."""
         tx = self.current.get()
         with _faults(self.schema, what):
-            if tx is not None:
-                if write and not tx.begun:
-                    # BEGIN waits for the first write or lock: reads before it are READ COMMITTED
-                    # statements either way, and a read-only transaction costs no round trips.
-                    tx.conn.execute(_BEGIN)
-                    tx.begun = True
-                return _rows(tx.conn.execute(query, params))
+            if tx is None:
+                return self._alone(query, params, write)
+            if tx.begun:
+                return _rows(tx.lease.conn.execute(query, params))
             try:
-                with self._borrow() as conn:
-                    return _rows(conn.execute(query, params))
+                return self._first(tx, query, params, write)
             except psycopg.OperationalError:
+                if tx.begun or not tx.lease.conn.broken:
+                    raise
+            # The connection died before BEGIN: nothing of this transaction is on the server
+            # (reads before BEGIN are statements of their own), so another one can carry it.
+            self.conns.give(tx.lease)
+            self.conns.heal()
+            tx.lease = self.conns.take()
+            return self._first(tx, query, params, write)
+
+    def _first(self, tx: _Tx, query: str, params: Any, write: bool) -> list[Any]:
+        """A statement before the transaction's first write; a write sends BEGIN first."""
+        if write:
+            # BEGIN waits for the first write or lock: reads before it are READ COMMITTED
+            # statements either way, and a read-only transaction costs no round trips.
+            tx.lease.conn.execute(_BEGIN)
+            tx.begun = True
+        return _rows(tx.lease.conn.execute(query, params))
+
+    def _alone(self, query: str, params: Any, write: bool) -> list[Any]:
+        """One autocommit statement on a pooled connection."""
+        with self.conns.borrow() as conn:
+            try:
+                return _rows(conn.execute(query, params))
+            except psycopg.OperationalError:
+                if not conn.broken:
+                    raise
+                # It died while idle in the pool (server restart, terminated backend), and so
+                # most likely did its idle peers: replace them, not only this one.
+                self.conns.heal()
                 if write:
                     raise  # it may have committed before the connection broke
-                # Pooled connections die while idle (server restart, terminated backend):
-                # the pool has dropped this one, and reading again is harmless.
-                with self._borrow() as conn:
-                    return _rows(conn.execute(query, params))
+        with self.conns.borrow() as conn:
+            return _rows(conn.execute(query, params))
 
     def close(self) -> None:
         """Close the pool this storage opened; a pool passed in is left to its owner."""
-        if self.own_pool:
-            self.pool.close()
+        self.conns.close()
 
     # -- events -------------------------------------------------------------------------------
 
     def append(self, batches: Sequence[StreamAppend]) -> Sequence[StoredEvent]:
-        """Append every batch atomically; `VersionConflict` on a stale expected version."""
+        """Append every batch atomically; `VersionConflict` on a stale expected version.
+
+        `OrderConflict` when a stream's last event was appended by a transaction that began
+        after the current one (retried here in a new transaction when there is no current one).
+        """
+        _refuse_nul_in(batches)  # before anything is written, so nothing is half-written
+        if self.current.get() is not None:
+            return self._append(batches)
+        attempts = 1
+        while True:
+            try:
+                with self.transaction():
+                    return self._append(batches)
+            except OrderConflict:
+                # A new transaction's xid is larger than that of every committed one.
+                if attempts == _RACE_RETRIES:
+                    raise
+                attempts += 1
+
+    def _append(self, batches: Sequence[StreamAppend]) -> Sequence[StoredEvent]:
         if len({(b.stream_type, b.stream_id) for b in batches}) < len(batches):
-            with self.transaction():  # one stream twice: each batch must see the one before
-                return [row for batch in batches for row in self.append([batch])]
-        with self.transaction():
-            tx = self.current.get()
-            assert tx is not None
-            for _ in range(_RACE_RETRIES):
-                rows = self._insert(tx, batches)
-                if rows is not None:
-                    return rows
+            # One stream twice: each batch must see the one before.
+            return [row for batch in batches for row in self._append([batch])]
+        tx = self.current.get()
+        assert tx is not None
+        for _ in range(_RACE_RETRIES):
+            rows = self._insert(tx, batches)
+            if rows is not None:
+                return rows
         raise StorageError(
             f"postgres storage (schema {self.schema!r}): append to {_streams(batches)} lost the"
             f" race for the stream's end {_RACE_RETRIES} times"
         )
 
     def _insert(self, tx: _Tx, batches: Sequence[StreamAppend]) -> list[StoredEvent] | None:
-        """One INSERT for every batch: the rows, None to retry, or `VersionConflict`."""
-        for batch in batches:
-            if not batch.events and batch.expected_version is not None:
-                self._check_head(batch)
+        """One INSERT for every batch: the rows, None to retry, or a `VersionConflict`."""
+        self._check_heads([b for b in batches if not b.events and b.expected_version is not None])
         events = [(b, e) for b in batches for e in b.events]
         if not events:
             return []
@@ -393,19 +457,27 @@ class _Postgres:
         )
         if len(done) == len(events):
             return _stored(events, done, first)
-        # Short: undo this statement's rows, then tell a stale expected version from a lost race.
+        # Short: undo this statement's rows, then tell why; a race lost at ANY is retried.
         self._fetch(what, self.q["undo"], ([p for p, _ in done],), write=True)
-        for batch in batches:
-            self._check_head(batch)
+        self._check_heads(batches)
         return None
 
-    def _check_head(self, batch: StreamAppend) -> None:
-        if batch.expected_version is None:
-            return
-        what = f"reading the version of {batch.stream_type}/{batch.stream_id!r}"
-        ((head,),) = self._fetch(what, self.q["head"], (batch.stream_type, batch.stream_id))
-        if head != batch.expected_version:
-            raise VersionConflict(batch.stream_type, batch.stream_id, batch.expected_version, head)
+    def _check_heads(self, batches: Sequence[StreamAppend]) -> None:
+        """Raise `VersionConflict` for a stale expected version, else `OrderConflict`."""
+        heads = []
+        for b in batches:
+            what = f"reading the version of {b.stream_type}/{b.stream_id!r}"
+            ((head, later),) = self._fetch(
+                what, self.q["head"], (_SHIFT, b.stream_type, b.stream_id)
+            )
+            if b.expected_version is not None and head != b.expected_version:
+                raise VersionConflict(b.stream_type, b.stream_id, b.expected_version, head)
+            heads.append((b, head, later))
+        for b, head, later in heads:
+            # The stream's last row has a larger xid than ours, so its position is above all of
+            # ours: retrying in this transaction cannot help, a new transaction can.
+            if later and b.events:
+                raise OrderConflict(b.stream_type, b.stream_id, b.expected_version, head)
 
     def read_stream(
         self, stream_type: str, stream_id: str, after: int, up_to: int | None
@@ -440,6 +512,7 @@ class _Postgres:
         """Keep a snapshot (replacing one of the same stream and version)."""
         s = snapshot
         what = f"writing a snapshot of {s.stream_type}/{s.stream_id!r}"
+        _refuse_nul(what, stream_type=s.stream_type, stream_id=s.stream_id, data=s.data)
         params = (s.stream_type, s.stream_id, s.version, s.snapshot_version, s.data)
         self._fetch(what, self.q["put_snapshot"], params, write=True)
 
@@ -458,6 +531,7 @@ class _Postgres:
         """Store a component's checkpoint, replacing the previous one."""
         c = checkpoint
         what = f"writing checkpoint {c.name!r}"
+        _refuse_nul(what, name=c.name, state=c.state)
         self._fetch(what, self.q["put_checkpoint"], (c.name, c.position, c.state), write=True)
 
     def get_document(self, projection: str, key: str) -> str | None:
@@ -469,6 +543,7 @@ class _Postgres:
     def put_document(self, projection: str, key: str, data: str | None) -> None:
         """Store a document's JSON text; None deletes it."""
         what = f"writing document {projection}/{key!r}"
+        _refuse_nul(what, projection=projection, key=key, data=data)
         if data is None:
             self._fetch(what, self.q["drop_document"], (projection, key), write=True)
         else:
@@ -485,6 +560,27 @@ class _Postgres:
         """Delete every document of a projection."""
         what = f"clearing documents of {projection!r}"
         self._fetch(what, self.q["clear_documents"], (projection,), write=True)
+
+
+def _refuse_nul_in(batches: Sequence[StreamAppend]) -> None:
+    """`UnstorableText` for the first stream name or event text that holds a NUL character."""
+    for b in batches:
+        texts = chain((b.stream_type, b.stream_id), chain.from_iterable(map(_TEXTS, b.events)))
+        if "\0" in "".join(filter(None, texts)):  # one scan in C for the usual case: none
+            what = f"append to {b.stream_type}/{b.stream_id!r}"
+            _refuse_nul(what, stream_type=b.stream_type, stream_id=b.stream_id)
+            for i, e in enumerate(b.events, start=1):
+                _refuse_nul(f"{what}, event {i}", **dict(zip(_TEXT_NAMES, _TEXTS(e), strict=True)))
+
+
+def _refuse_nul(what: str, **texts: str | None) -> None:
+    """`UnstorableText` naming the first of `texts` that holds a NUL character."""
+    for field, text in texts.items():
+        if text is not None and "\0" in text:
+            raise UnstorableText(
+                f"postgres storage: {what}: {field} holds a NUL character (\\x00), which"
+                " PostgreSQL text cannot store; nothing was written"
+            )
 
 
 def _insert_params(
