@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -19,7 +20,7 @@ from bank import (
     Withdrawn,
     account,
 )
-from conftest import StorageFactory
+from conftest import POSTGRES_URL, StorageFactory
 from reactive import (
     Balance,
     make_balances,
@@ -47,6 +48,25 @@ from eventsourcing_fn import (
     replaying,
 )
 from eventsourcing_fn.storage import Storage, memory_storage
+
+
+@pytest.fixture(autouse=True)
+def fresh_rows_table(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The SQL projection's own table lives outside the test schema on PostgreSQL: drop it."""
+    callspec = getattr(request.node, "callspec", None)
+    on_postgres = callspec is not None and callspec.params.get("storage_factory") == "postgres"
+    if on_postgres:
+        drop_rows_table()
+    yield
+    if on_postgres:
+        drop_rows_table()
+
+
+def drop_rows_table() -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS account_rows")
 
 
 def sql_capable(storage: Storage) -> bool:

@@ -193,6 +193,26 @@ _QUERIES = {
     "documents": "SELECT key, data::text FROM {documents} WHERE projection = %s ORDER BY key",
     "clear_documents": "DELETE FROM {documents} WHERE projection = %s",
     "lock": "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+    # Locks in the order given (sorted by the caller), so two holders never deadlock.
+    "lock_many": (
+        "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0)))"
+        " FROM unnest(%s::text[]) WITH ORDINALITY AS t(k, i)"
+    ),
+    "checkpoints": "SELECT name, position, state FROM {checkpoints} WHERE name = ANY(%s::text[])",
+    "put_checkpoints": (
+        "INSERT INTO {checkpoints} (name, position, state)"
+        " SELECT * FROM unnest(%s::text[], %s::int8[], %s::text[])"
+        " ON CONFLICT (name) DO UPDATE SET position = excluded.position, state = excluded.state"
+    ),
+    "get_documents": (
+        "SELECT key, data::text FROM {documents} WHERE projection = %s AND key = ANY(%s::text[])"
+    ),
+    "put_documents": (
+        "INSERT INTO {documents} (projection, key, data)"
+        " SELECT %s, k, d::json FROM unnest(%s::text[], %s::text[]) AS t(k, d)"
+        " ON CONFLICT (projection, key) DO UPDATE SET data = excluded.data"
+    ),
+    "drop_documents": "DELETE FROM {documents} WHERE projection = %s AND key = ANY(%s::text[])",
 }
 # Generic plans: a custom plan of the array INSERT costs more to make than to run, and the
 # planner never switches by itself (it guesses 100 elements per array in a generic plan).
@@ -308,12 +328,13 @@ def _faults(schema: str, what: str) -> Iterator[None]:
 class _Tx:
     """One open storage transaction: its connection, whether BEGIN was sent, events appended."""
 
-    __slots__ = ("appended", "begun", "lease")
+    __slots__ = ("appended", "begun", "lease", "savepoints")
 
     def __init__(self, lease: Lease) -> None:
         self.lease = lease
         self.begun = False
         self.appended = 0
+        self.savepoints = 0
 
 
 class _Postgres:
@@ -351,6 +372,40 @@ class _Postgres:
                     tx.lease.conn.execute(b"COMMIT")
         finally:
             self.conns.give(tx.lease)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction, a savepoint undone alone if the block raises; else one."""
+        tx = self.current.get()
+        if tx is None:
+            with self.transaction():
+                yield
+            return
+        tx.savepoints += 1
+        mark = f"esfn_{tx.savepoints}"
+        self._fetch("taking a savepoint", f"SAVEPOINT {mark}", None, write=True)
+        try:
+            yield
+        except BaseException:
+            self._fetch("undoing a savepoint", f"ROLLBACK TO SAVEPOINT {mark}", None, write=True)
+            raise
+        self._fetch("releasing a savepoint", f"RELEASE SAVEPOINT {mark}", None, write=True)
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """The current transaction's connection (BEGIN sent), else a pooled one for queries."""
+        tx = self.current.get()
+        if tx is None:
+            with _faults(self.schema, "taking a connection from the pool"):
+                lease = self.conns.take()
+            try:
+                yield lease.conn
+            finally:
+                self.conns.give(lease)
+            return
+        if not tx.begun:  # the caller's writes must be part of the transaction
+            self._fetch("beginning a transaction", "SELECT 1", None, write=True)
+        yield tx.lease.conn
 
     def _fetch(self, what: str, query: str, params: Any, *, write: bool = False) -> list[Any]:
         """Run one statement, inside the current transaction if there is one; its rows."""
@@ -533,6 +588,56 @@ class _Postgres:
         what = f"writing checkpoint {c.name!r}"
         _refuse_nul(what, name=c.name, state=c.state)
         self._fetch(what, self.q["put_checkpoint"], (c.name, c.position, c.state), write=True)
+
+    def read_checkpoints(self, names: Sequence[str]) -> dict[str, Checkpoint]:
+        """Checkpoints by name; inside a transaction, each held until it ends."""
+        if not names:
+            return {}
+        wanted = sorted(set(names))
+        what = f"reading checkpoints {wanted!r}"
+        if self.current.get() is not None:
+            # Locked in a statement of its own: the read after it must take its snapshot once
+            # every lock is held, or it could miss what the previous holder committed.
+            keys = [f"{self.schema}\ncheckpoint\n{name}" for name in wanted]
+            self._fetch(what, self.q["lock_many"], (keys,), write=True)
+        rows = self._fetch(what, self.q["checkpoints"], (wanted,))
+        return {row[0]: Checkpoint(*row) for row in rows}
+
+    def write_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
+        """Store many checkpoints in one statement, replacing earlier ones."""
+        if not checkpoints:
+            return
+        what = f"writing checkpoints {[c.name for c in checkpoints]!r}"
+        for c in checkpoints:
+            _refuse_nul(what, name=c.name, state=c.state)
+        params = (
+            [c.name for c in checkpoints],
+            [c.position for c in checkpoints],
+            [c.state for c in checkpoints],
+        )
+        self._fetch(what, self.q["put_checkpoints"], params, write=True)
+
+    def get_documents(self, projection: str, keys: Sequence[str]) -> dict[str, str]:
+        """The JSON text of every existing document among `keys`, in one round trip."""
+        if not keys:
+            return {}
+        what = f"reading {len(keys)} documents of {projection!r}"
+        rows = self._fetch(what, self.q["get_documents"], (projection, list(keys)))
+        return dict(rows)
+
+    def put_documents(self, projection: str, items: Sequence[tuple[str, str | None]]) -> None:
+        """Write and delete many documents: one statement for each."""
+        what = f"writing {len(items)} documents of {projection!r}"
+        puts = [(key, data) for key, data in items if data is not None]
+        drops = [key for key, data in items if data is None]
+        for key, data in puts:
+            _refuse_nul(what, key=key, data=data)
+        if puts:
+            keys, datas = zip(*puts, strict=True)
+            params = (projection, list(keys), list(datas))
+            self._fetch(what, self.q["put_documents"], params, write=True)
+        if drops:
+            self._fetch(what, self.q["drop_documents"], (projection, drops), write=True)
 
     def get_document(self, projection: str, key: str) -> str | None:
         """One document's JSON text, or None."""
