@@ -79,6 +79,7 @@ class Session:
         self.dirty_docs: dict[str, set[str]] = {}
         self.applied: dict[str, int] = {}  # the highest position each component applied now
         self.cascaded = 0
+        self.begun = False
         self.keys: dict[tuple[str, int], str | None] = {}
         # A component catching up reads the log itself: events a reaction appends meanwhile
         # come later in the log, so it must not apply them now as well.
@@ -86,8 +87,10 @@ class Session:
 
     def begin(self) -> None:
         """Hold every component's checkpoint until the transaction ends, and read them."""
-        if self.components:
-            self.checkpoints = self.storage.read_checkpoints([c.name for c in self.components])
+        if not self.begun:
+            self.begun = True
+            names = [c.name for c in self.components]
+            self.checkpoints = self.storage.read_checkpoints(names) if names else {}
 
     def position(self, component: Component) -> int:
         """The component's checkpoint position as this session leaves it."""
@@ -112,6 +115,9 @@ class Session:
         targets = (
             [c for c in self.components if c.name != self.catching_up] if only is None else [only]
         )
+        if not any(_takes(c, type(r.event)) for r in records for c in targets):
+            return Success(())  # nothing here for any component: no checkpoint to hold
+        self.begin()
         self._prefetch(targets, records)
         cascade: list[Recorded[Any]] = []
         for record in records:

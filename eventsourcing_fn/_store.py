@@ -98,6 +98,7 @@ class EventStore:
         self._pending: ContextVar[list[Recorded[Any]] | None] = ContextVar("pending", default=None)
         self._components: list[Component] = [*projections, *process_managers]
         self._listeners = list(listeners)
+        self._sends = any(isinstance(c, ProcessManager) for c in self._components)
         check_components(self.storage, [*self._components, *self._listeners])
         self._runner = Runner(
             self.storage, self.codec, self._components, self._record, self._sender
@@ -202,7 +203,11 @@ class EventStore:
 
     def _session(self) -> Session:
         session = Session(self.storage, self.codec, self._components)
-        session.begin()
+        if self._sends:
+            # A cascade appends while holding the checkpoints: take them before this command
+            # appends, or two transactions could each wait for what the other holds. Without
+            # reactions they are taken at the first event, and held for less time.
+            session.begin()
         return session
 
     def _command(
