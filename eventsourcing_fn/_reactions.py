@@ -93,9 +93,22 @@ class Session:
             self.checkpoints = self.storage.read_checkpoints(names) if names else {}
 
     def position(self, component: Component) -> int:
-        """The component's checkpoint position as this session leaves it."""
+        """The component's checkpoint position (its replay cursor) as this session leaves it."""
         stored = self.checkpoints.get(component.name)
-        return max(stored.position if stored else 0, self.applied.get(component.name, 0))
+        return max(_cursor(stored), self.applied.get(component.name, 0))
+
+    def replaying(self, component: Component) -> bool:
+        """Whether a replay of the component is under way (its checkpoint says so)."""
+        stored = self.checkpoints.get(component.name)
+        return stored is not None and stored.position < 0
+
+    def finish_replay(self, component: Component) -> None:
+        """Mark the replay done: from the next transaction on, writers apply events inline."""
+        stored = self.checkpoints.get(component.name)
+        if stored is not None and stored.position < 0:
+            done = Checkpoint(stored.name, _cursor(stored), stored.state)
+            self.storage.write_checkpoints([done])
+            self.checkpoints[component.name] = done
 
     # -- applying ---------------------------------------------------------------------------
 
@@ -118,6 +131,8 @@ class Session:
         if not any(_takes(c, type(r.event)) for r in records for c in targets):
             return Success(())  # nothing here for any component: no checkpoint to hold
         self.begin()
+        if only is None:  # a component under replay reads these events from the log itself
+            targets = [c for c in targets if not self.replaying(c)]
         self._prefetch(targets, records)
         cascade: list[Recorded[Any]] = []
         for record in records:
@@ -287,7 +302,9 @@ class Session:
         self.applied[name] = 0
         if _keyed(component):
             self.storage.clear_documents(name)
-        self.storage.write_checkpoints([Checkpoint(name, 0, None)])
+        replay = Checkpoint(name, -1, None)  # cursor 0, and a replay under way
+        self.storage.write_checkpoints([replay])
+        self.checkpoints[name] = replay
 
     def forget(self, component: Component, key: str) -> None:
         """Delete one document at the next flush, as a fold from nothing starts."""
@@ -316,7 +333,9 @@ class Session:
             if isinstance(state, Failure):
                 return state
             stored = self.checkpoints.get(name)
-            position = max(stored.position if stored else 0, moved[name])
+            position = max(_cursor(stored), moved[name])
+            if stored is not None and stored.position < 0:
+                position = -position - 1  # still replaying: keep the mark
             checkpoint = Checkpoint(name, position, state.unwrap())
             if checkpoint != stored:
                 checkpoints.append(checkpoint)
@@ -360,6 +379,14 @@ class Session:
                     f" {exc}"
                 )
             )
+
+
+def _cursor(stored: Checkpoint | None) -> int:
+    """The position a checkpoint stands at. A replay under way is marked by a negative
+    position, -cursor - 1: writers leave such a component to the replay."""
+    if stored is None:
+        return 0
+    return stored.position if stored.position >= 0 else -stored.position - 1
 
 
 def _takes(component: Component, cls: type) -> bool:

@@ -80,22 +80,48 @@ class Runner:
             fn(conn, *args)
 
     def _follow(self, component: Component, fresh: bool, done: int, report: Progress) -> int:
-        while True:
-            with self.storage.transaction():
-                session = self._session(component)
-                rows = self.storage.read_all(session.position(component), self.batch)
-                if not rows:
-                    return done
-                records = [self.decode(row) for row in rows]
-                send = None if fresh or self.sender is None else self.sender(session)
-                applied = session.apply(records, only=component, send=send)
-                if isinstance(applied, Failure):
-                    raise applied.failure()
-                flushed = session.flush(at={component.name: rows[-1].position})
-                if isinstance(flushed, Failure):
-                    raise flushed.failure()
-            done += len(rows)
-            report(done, None)
+        level = False
+        while not level:
+            applied, level = self._step(component, fresh)
+            if applied:
+                done += applied
+                report(done, None)
+        return done
+
+    def _step(self, component: Component, fresh: bool) -> tuple[int, bool]:
+        """Apply one batch in one transaction: how many events, and whether it is level."""
+        with self.storage.transaction():
+            session = self._session(component)
+            cursor = session.position(component)
+            rows = self.storage.read_all(cursor, self.batch)
+            if rows:
+                self._apply(session, component, rows, fresh)
+                return len(rows), False
+            if not session.replaying(component):
+                return 0, True
+            # Writers leave a component under replay to it. While its checkpoint is held, every
+            # committed event is final and every uncommitted one is applied by its own writer
+            # once the mark is gone: so the replay ends by taking every committed event, gaps
+            # or not, and lifting the mark, in one transaction.
+            applied = 0
+            while rows := self.storage.read_committed(cursor, self.batch):
+                self._apply(session, component, rows, fresh)
+                applied += len(rows)
+                cursor = rows[-1].position
+            session.finish_replay(component)
+            return applied, True
+
+    def _apply(
+        self, session: Session, component: Component, rows: Sequence[StoredEvent], fresh: bool
+    ) -> None:
+        records = [self.decode(row) for row in rows]
+        send = None if fresh or self.sender is None else self.sender(session)
+        applied = session.apply(records, only=component, send=send)
+        if isinstance(applied, Failure):
+            raise applied.failure()
+        flushed = session.flush(at={component.name: rows[-1].position})
+        if isinstance(flushed, Failure):
+            raise flushed.failure()
 
     def replay_stream(self, component: Component, stream_id: str, streams: Sequence[str]) -> None:
         """Rebuild one stream's documents or rows from its events (of every stream type)."""

@@ -538,6 +538,17 @@ class TestBatches:
         assert storage.get_documents("p", ["k"]) == {}
 
 
+class TestLastPosition:
+    def test_last_position_is_the_highest_committed(self, storage: Storage) -> None:
+        """last_position is 0 for an empty log, then the position of the newest event."""
+        assert storage.last_position() == 0
+        rows = append(storage, "s", 3)
+        assert storage.last_position() == rows[-1].position
+        with pytest.raises(Boom):
+            fail_in_transaction(storage, lambda: append(storage, "t", 2))
+        assert storage.last_position() == rows[-1].position
+
+
 class TestSavepoints:
     def test_savepoint_undoes_only_its_block(self, storage: Storage) -> None:
         """A savepoint that raises undoes its own writes; the transaction goes on and commits."""

@@ -132,6 +132,10 @@ def memory_storage() -> Storage:
         with lock:
             return log[after : after + limit]  # positions are 1..n, so position p is log[p-1]
 
+    def last_position() -> int:
+        with lock:
+            return len(log)
+
     def read_snapshot(stream_type: str, stream_id: str, up_to: int | None) -> StoredSnapshot | None:
         with lock:
             for snap in reversed(snapshots.get((stream_type, stream_id), [])):
@@ -226,6 +230,8 @@ def memory_storage() -> Storage:
         get_documents=get_documents,
         put_documents=put_documents,
         savepoint=savepoint,
+        last_position=last_position,
+        read_committed=read_all,  # one writer at a time: every committed row is final
     )
 
 

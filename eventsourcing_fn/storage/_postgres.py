@@ -198,6 +198,10 @@ _QUERIES = {
         "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0)))"
         " FROM unnest(%s::text[]) WITH ORDINALITY AS t(k, i)"
     ),
+    "last_position": "SELECT coalesce(max(position), 0) FROM {events}",
+    "committed": (
+        f"SELECT {_COLUMNS} FROM {{events}} WHERE position > %s ORDER BY position LIMIT %s"
+    ),
     "checkpoints": "SELECT name, position, state FROM {checkpoints} WHERE name = ANY(%s::text[])",
     "put_checkpoints": (
         "INSERT INTO {checkpoints} (name, position, state)"
@@ -588,6 +592,16 @@ class _Postgres:
         what = f"writing checkpoint {c.name!r}"
         _refuse_nul(what, name=c.name, state=c.state)
         self._fetch(what, self.q["put_checkpoint"], (c.name, c.position, c.state), write=True)
+
+    def read_committed(self, after: int, limit: int) -> Sequence[StoredEvent]:
+        """Up to `limit` committed rows after `after`, without waiting for running writers."""
+        what = f"reading committed events after position {after}"
+        return _events(self._fetch(what, self.q["committed"], (after, limit)))
+
+    def last_position(self) -> int:
+        """The highest committed position (no gap safety: see `read_all` for that)."""
+        ((position,),) = self._fetch("reading the last position", self.q["last_position"], ())
+        return int(position)
 
     def read_checkpoints(self, names: Sequence[str]) -> dict[str, Checkpoint]:
         """Checkpoints by name; inside a transaction, each held until it ends."""

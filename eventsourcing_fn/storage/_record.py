@@ -83,6 +83,12 @@ ReadStream = Callable[[str, str, int, int | None], Sequence[StoredEvent]]
 # (after_position, limit) -> up to `limit` rows with position > after, in position order, never
 # one that a concurrent writer could still commit before it (gap safety).
 ReadAll = Callable[[int, int], Sequence[StoredEvent]]
+# (after_position, limit) -> like ReadAll, but every committed row, without gap safety: rows of
+# transactions still running may later commit below the last one returned.
+ReadCommitted = Callable[[int, int], Sequence[StoredEvent]]
+# () -> the highest position of any committed event, 0 when there is none (no gap safety: a
+# transaction still running may commit events below it).
+LastPosition = Callable[[], int]
 # (stream_type, stream_id, up_to_version or None) -> the newest snapshot at or below it.
 ReadSnapshot = Callable[[str, str, int | None], StoredSnapshot | None]
 WriteSnapshot = Callable[[StoredSnapshot], None]
@@ -167,6 +173,8 @@ class Storage:
     get_documents: GetDocuments
     put_documents: PutDocuments
     savepoint: Savepoint
+    last_position: LastPosition
+    read_committed: ReadCommitted
     connection: Connection | None = None
 
     def iter_all(self, after: int = 0, batch: int = 1000) -> Iterator[StoredEvent]:

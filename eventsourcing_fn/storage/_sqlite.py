@@ -338,6 +338,10 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
     def read_all(after: int, limit: int) -> Sequence[StoredEvent]:
         return _events(read("read_all", _READ_ALL, (after, limit)))
 
+    def last_position() -> int:
+        rows = read("last_position", _LAST_POSITION, ())
+        return int(rows[0][0])
+
     def read_snapshot(stream_type: str, stream_id: str, up_to: int | None) -> StoredSnapshot | None:
         if up_to is None:
             rows = read("read_snapshot", _READ_SNAPSHOT, (stream_type, stream_id))
@@ -410,6 +414,8 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
         get_documents=get_documents,
         put_documents=put_documents,
         savepoint=savepoint,
+        last_position=last_position,
+        read_committed=read_all,  # writers serialise: commit order is position order
         connection=sql_connection,
     )
 
