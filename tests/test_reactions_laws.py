@@ -92,7 +92,6 @@ class TestManyWriters:
         for s in stores:
             s.close()
 
-
     def test_replay_beside_live_writers_misses_nothing(
         self, storage_factory: StorageFactory
     ) -> None:
