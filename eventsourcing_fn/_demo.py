@@ -19,12 +19,13 @@ from ._envelope import context
 from ._errors import StorageError
 from ._store import EventStore
 from .storage import Storage, sqlite_storage
+from .storage._sqlite import TABLES as SQLITE_TABLES
 
 _STREAM = "acc-1"
 # Written into the header of every database the demo makes: a file without it is not the demo's.
 _DEMO_ID = int.from_bytes(b"esfd", "big")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_STORE_TABLES = frozenset({"events", "snapshots", "checkpoints", "documents"})  # sqlite_schema()'s
+_STORE_TABLES = frozenset(SQLITE_TABLES)
 
 
 @attrs.frozen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import subprocess
@@ -218,6 +219,95 @@ class TestGapSafety:
         assert [(r.stream_id, r.version) for r in later] == [("older", 1), ("mine", 2)]
 
 
+def other_database() -> str:
+    """The conninfo of a second database on the server, made once."""
+    if not sql("SELECT 1 FROM pg_database WHERE datname = 'test_other'"):
+        with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+            sql("CREATE DATABASE test_other")
+    return POSTGRES_URL.rsplit("/", 1)[0] + "/test_other"
+
+
+@contextlib.contextmanager
+def idle_writer(conninfo: str) -> Iterator[None]:
+    """A session holding a write transaction open (idle in transaction) for the block."""
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("CREATE TEMP TABLE held (x int)")
+        conn.execute("INSERT INTO held VALUES (1)")  # an xid, kept until the block ends
+        yield
+        conn.rollback()
+
+
+class TestLiveness:
+    @pytest.mark.parametrize("where", ["another database", "another schema's store"])
+    def test_open_write_transactions_elsewhere_do_not_hold_readers_back(
+        self, make: Make, where: str, pg_schema: str
+    ) -> None:
+        """Only this store's own writers can delay its readers: an idle writer elsewhere can't."""
+        storage = make()
+        if where == "another database":
+            held = idle_writer(other_database())
+        else:
+            other = make(schema=f"{pg_schema}_x")
+
+            @contextlib.contextmanager
+            def other_store_open() -> Iterator[None]:
+                with other.transaction():
+                    other.append([batch("held", None)])  # its appender lock and an xid
+                    yield
+
+            held = other_store_open()
+        try:
+            with held:
+                stored = storage.append([batch("s", 0, 3)])
+                started = time.monotonic()
+                rows = read_log(storage, 3)
+                assert [r.position for r in rows] == [r.position for r in stored]
+                assert time.monotonic() - started < 1
+        finally:
+            if where != "another database":
+                drop_schema(f"{pg_schema}_x")
+
+    def test_own_writers_still_hold_readers_back(self, make: Make) -> None:
+        """A writer of this store with an open transaction holds readers below its events."""
+        first, second = make(), make()
+        with first.transaction():
+            first.append([batch("early", 0)])  # the older xid, not committed yet
+            second.append([batch("late", 0)])  # committed, but after the open one's xid
+            assert list(second.iter_all()) == []
+        assert [r.stream_id for r in read_log(second, 2)] == ["early", "late"]
+
+    def test_a_writer_ending_between_snapshot_and_lock_scan_is_not_skipped(
+        self, make: Make
+    ) -> None:
+        """An appender that commits after the reader's snapshot, before its lock scan, is not
+        taken for a non-appender: the reader stops below it rather than read past its events."""
+        reader, slow, fast = make(), make(), make()
+        queries = reader.read_all.__self__.q  # type: ignore[attr-defined]
+        # Widen the window on purpose: the lock scan starts 0.5 s after the snapshot.
+        queries["all"] = queries["all"].replace(
+            "FROM pg_locks WHERE", "FROM pg_locks, (SELECT pg_sleep(0.5)) AS d WHERE", 1
+        )
+        appended, reading = threading.Event(), threading.Event()
+
+        def write_slowly() -> None:
+            with slow.transaction():
+                slow.append([batch("older", 0)])  # the older xid
+                appended.set()
+                reading.wait(10)
+                time.sleep(0.2)  # commit inside the reader's window
+
+        thread = threading.Thread(target=write_slowly)
+        thread.start()
+        assert appended.wait(10)
+        fast.append([batch("younger", 0)])  # committed before the reader's snapshot
+        reading.set()
+        seen = reader.read_all(0, 100)
+        thread.join()
+        # Reading "younger" now would put the cursor past "older", committed but unseen.
+        assert seen == []
+        assert [r.stream_id for r in reader.read_all(0, 100)] == ["older", "younger"]
+
+
 class TestPositions:
     def test_positions_increase_and_read_all_pages_consistently(self, make: Make) -> None:
         """Append returns final positions; read_all pages through them in that order."""
@@ -371,7 +461,13 @@ class TestSchema:
                 " ORDER BY 1",
                 pg_schema,
             )
-            assert tables == [("checkpoints",), ("documents",), ("events",), ("snapshots",)]
+            assert tables == [
+                ("checkpoints",),
+                ("documents",),
+                ("events",),
+                ("leases",),
+                ("snapshots",),
+            ]
         finally:
             two.close()
             drop_schema(other)

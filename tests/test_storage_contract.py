@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -547,6 +548,54 @@ class TestLastPosition:
         with pytest.raises(Boom):
             fail_in_transaction(storage, lambda: append(storage, "t", 2))
         assert storage.last_position() == rows[-1].position
+
+
+class TestLeases:
+    def test_one_owner_at_a_time(self, storage: Storage) -> None:
+        """A lease held by one owner is refused to another until it ends or is released."""
+        assert storage.lease("c", "a", 30)
+        assert storage.lease("c", "a", 30)  # renewing
+        assert not storage.lease("c", "b", 30)
+        storage.release("c", "b")  # not b's to give up
+        assert not storage.lease("c", "b", 30)
+        storage.release("c", "a")
+        assert storage.lease("c", "b", 30)
+
+    def test_an_expired_lease_passes_on(self, storage: Storage) -> None:
+        """Once a lease has run out, another owner takes it."""
+        assert storage.lease("c", "a", 0.05)
+        time.sleep(0.1)
+        assert storage.lease("c", "b", 30)
+        assert not storage.lease("c", "a", 30)
+
+    def test_a_lease_taken_in_a_failed_transaction_is_not_taken(self, storage: Storage) -> None:
+        """Inside a transaction, a lease commits or rolls back with it."""
+        with pytest.raises(Boom):
+            fail_in_transaction(storage, lambda: storage.lease("c", "a", 30))
+        assert storage.lease("c", "b", 30)
+
+
+class TestCounting:
+    def test_count_after(self, storage: Storage) -> None:
+        """count_after counts the committed events after a position."""
+        rows = append(storage, "s", 5)
+        assert storage.count_after(0) == 5
+        assert storage.count_after(rows[1].position) == 3
+        assert storage.count_after(rows[-1].position) == 0
+
+    def test_wait_for_events_wakes_on_an_append(self, storage_factory: StorageFactory) -> None:
+        """wait_for_events returns early once another storage object appends."""
+        waiter, writer = storage_factory(), storage_factory()
+        assert not waiter.wait_for_events(0.05)
+        woke: list[bool] = []
+        thread = threading.Thread(target=lambda: woke.append(waiter.wait_for_events(10)))
+        started = time.monotonic()
+        thread.start()
+        time.sleep(0.2)
+        append(writer, "s")
+        thread.join()
+        assert woke == [True]
+        assert time.monotonic() - started < 5
 
 
 class TestSavepoints:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -25,6 +26,8 @@ _V = TypeVar("_V")
 def memory_storage() -> Storage:
     """A fresh in-memory storage; every transaction holds one lock, so they serialise."""
     lock = threading.RLock()
+    appended = threading.Condition()
+    leases: dict[str, tuple[str, float]] = {}
     undo_log: ContextVar[_Undo | None] = ContextVar("memory_undo", default=None)
     log: list[StoredEvent] = []
     streams: dict[tuple[str, str], list[StoredEvent]] = {}
@@ -83,7 +86,10 @@ def memory_storage() -> Storage:
             out: list[StoredEvent] = []
             for batch in batches:
                 out.extend(_append_stream(batch))
-            return out
+        if out:
+            with appended:
+                appended.notify_all()
+        return out
 
     def _append_stream(batch: StreamAppend) -> list[StoredEvent]:
         key = (batch.stream_type, batch.stream_id)
@@ -131,6 +137,31 @@ def memory_storage() -> Storage:
     def read_all(after: int, limit: int) -> Sequence[StoredEvent]:
         with lock:
             return log[after : after + limit]  # positions are 1..n, so position p is log[p-1]
+
+    def lease(name: str, owner: str, seconds: float) -> bool:
+        with transaction():
+            now = time.monotonic()
+            held = leases.get(name)
+            if held is not None and held[0] != owner and held[1] > now:
+                return False
+            leases[name] = (owner, now + seconds)
+            record(lambda: _restore(leases, name, held))
+            return True
+
+    def release(name: str, owner: str) -> None:
+        with transaction():
+            held = leases.get(name)
+            if held is not None and held[0] == owner:
+                del leases[name]
+                record(lambda: _restore(leases, name, held))
+
+    def count_after(position: int) -> int:
+        with lock:
+            return max(len(log) - position, 0)
+
+    def wait_for_events(timeout: float) -> bool:
+        with appended:
+            return appended.wait(timeout)
 
     def last_position() -> int:
         with lock:
@@ -231,7 +262,11 @@ def memory_storage() -> Storage:
         put_documents=put_documents,
         savepoint=savepoint,
         last_position=last_position,
-        read_committed=read_all,  # one writer at a time: every committed row is final
+        read_committed=read_all,
+        lease=lease,
+        release=release,
+        count_after=count_after,
+        wait_for_events=wait_for_events,  # one writer at a time: every committed row is final
     )
 
 

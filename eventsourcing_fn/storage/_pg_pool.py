@@ -142,6 +142,15 @@ class Connections:
         finally:
             self.give(lease)
 
+    def connect(self) -> psycopg.Connection[Any]:
+        """A connection of its own (not pooled), in autocommit mode, as the pool would make."""
+        pool = self.current()
+        conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
+        kwargs = pool.kwargs() if callable(pool.kwargs) else pool.kwargs
+        conn = psycopg.connect(conninfo, **{**(kwargs or {}), "autocommit": True})
+        _SEEN.add(conn)  # made unusable in a forked child, like the pooled ones
+        return conn
+
     def heal(self) -> None:
         """Replace the idle connections that died (a server restart kills them all at once)."""
         self.current().check()

@@ -10,8 +10,11 @@ a stream's next version below its last one: it refuses when that row's xid is la
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC
 from itertools import chain, starmap
@@ -44,6 +47,7 @@ except ImportError as exc:  # without the `postgres` extra the backend says so w
 else:
     _MISSING = None
 
+_K1 = 1163085361  # "ESF1": the first key of the schema's appender lock; hashtext(schema) the second
 _SHIFT = 1 << 20  # events one transaction may append, plus one
 _RACE_RETRIES = 100  # appends at ANY version that lose the race for the stream's end
 _NAME_BYTES = 63  # PostgreSQL cuts longer identifiers short (NAMEDATALEN - 1)
@@ -103,8 +107,22 @@ CREATE TABLE IF NOT EXISTS {documents} (
     data json NOT NULL,
     PRIMARY KEY (projection, key)
 );
+CREATE TABLE IF NOT EXISTS {leases} (
+    name text PRIMARY KEY,
+    owner text NOT NULL,
+    expires timestamptz NOT NULL
+);
+CREATE OR REPLACE FUNCTION {notify_appended}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('esfn_' || left(md5(TG_TABLE_SCHEMA), 20), '');
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER events_appended AFTER INSERT ON {events}
+    FOR EACH STATEMENT EXECUTE FUNCTION {notify_appended}();
 """
-_RELATIONS = ("events", "events_position", "snapshots", "checkpoints", "documents")
+_RELATIONS = ("events", "events_position", "snapshots", "checkpoints", "documents", "leases")
+_ROUTINES = ("notify_appended",)
 
 # Columns in `StoredEvent` field order, so a row maps onto the constructor positionally; the
 # casts hand JSON back as the stored text (psycopg would parse json columns otherwise).
@@ -158,15 +176,29 @@ _QUERIES = {
     # with a smaller xid has ended, so rows below it are final (docs/postgres.md). Without an
     # xid of our own that is snapshot xmin; with one, xmin would hide our own rows, so take the
     # oldest other running xid, or xmax (xids from xmax on are unknown, bar our own).
+    # Rows below the bound are final (docs/postgres.md): every transaction with a smaller xid
+    # that could still commit events here has ended. A transaction running at the statement's
+    # snapshot holds the bound back unless one scan of pg_locks, made after the snapshot, proves
+    # it no appender of this schema: still running (its xid lock is there) and without the
+    # schema's appender lock, which every write transaction of the store takes at BEGIN, before
+    # it has an xid. An xid whose lock is gone may have committed events this snapshot cannot
+    # see, so it holds the bound. Our own xid is ours to read past.
     "all": (
-        f"SELECT {_COLUMNS} FROM {{events}} WHERE position > %s AND position < ("
-        "SELECT CASE WHEN own IS NULL THEN xmin ELSE least(oldest,"
-        " CASE WHEN own = xmax THEN own + 1 ELSE xmax END) END * %s"
-        " FROM (SELECT pg_snapshot_xmin(s)::text::bigint AS xmin,"
-        " pg_snapshot_xmax(s)::text::bigint AS xmax,"
-        " (SELECT min(x::text::bigint) FROM pg_snapshot_xip(s) AS x) AS oldest,"
-        " pg_current_xact_id_if_assigned()::text::bigint AS own"
-        " FROM pg_current_snapshot() AS s) AS b)"
+        "WITH locks AS MATERIALIZED (SELECT locktype, transactionid::text::bigint AS xid,"
+        " pid, classid, objid, objsubid, database FROM pg_locks"
+        " WHERE granted AND locktype IN ('transactionid', 'advisory')),"
+        " appenders AS (SELECT pid FROM locks WHERE locktype = 'advisory'"
+        f" AND classid = {_K1} AND objid = hashtext(%s)::oid AND objsubid = 2"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())),"
+        " b AS (SELECT pg_snapshot_xmax(s)::text::bigint AS xmax,"
+        " pg_current_xact_id_if_assigned()::text::bigint AS own,"
+        " (SELECT min(x::text::bigint) FROM pg_snapshot_xip(s) AS x WHERE NOT EXISTS ("
+        "SELECT 1 FROM locks WHERE locktype = 'transactionid'"
+        " AND locks.xid = x::text::bigint %% 4294967296"
+        " AND locks.pid NOT IN (SELECT pid FROM appenders))) AS oldest"
+        " FROM pg_current_snapshot() AS s)"
+        f" SELECT {_COLUMNS} FROM {{events}} WHERE position > %s AND position < ("
+        "SELECT least(oldest, CASE WHEN own = xmax THEN own + 1 ELSE xmax END) * %s FROM b)"
         " ORDER BY position LIMIT %s"
     ),
     "snapshot": (
@@ -199,6 +231,16 @@ _QUERIES = {
         " FROM unnest(%s::text[]) WITH ORDINALITY AS t(k, i)"
     ),
     "last_position": "SELECT coalesce(max(position), 0) FROM {events}",
+    "count_after": "SELECT count(*) FROM {events} WHERE position > %s",
+    # The server's clock decides, so workers on machines whose clocks differ agree.
+    "lease": (
+        "INSERT INTO {leases} (name, owner, expires)"
+        " VALUES (%s, %s, clock_timestamp() + %s * interval '1 second')"
+        " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires"
+        " WHERE {leases}.owner = excluded.owner OR {leases}.expires < clock_timestamp()"
+        " RETURNING owner"
+    ),
+    "release": "DELETE FROM {leases} WHERE name = %s AND owner = %s",
     "committed": (
         f"SELECT {_COLUMNS} FROM {{events}} WHERE position > %s ORDER BY position LIMIT %s"
     ),
@@ -220,7 +262,10 @@ _QUERIES = {
 }
 # Generic plans: a custom plan of the array INSERT costs more to make than to run, and the
 # planner never switches by itself (it guesses 100 elements per array in a generic plan).
-_BEGIN = b"BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan"
+_BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan"
+# Every write transaction holds this lock, shared, from BEGIN on: by it readers tell which
+# running transactions may append to this schema.
+_APPENDER = "SELECT pg_advisory_xact_lock_shared({k1}, hashtext({schema}))"
 
 
 def postgres_schema(schema: str = "eventsourcing") -> str:
@@ -302,7 +347,7 @@ def _compose(template: str, schema: str, *, placeholders: bool = True) -> str:
         text = sql.Identifier(*parts).as_string(None)
         return sql.SQL(text.replace("%", "%%") if placeholders else text)
 
-    names = {relation: name(schema, relation) for relation in _RELATIONS}
+    names = {relation: name(schema, relation) for relation in _RELATIONS + _ROUTINES}
     return sql.SQL(template).format(schema=name(schema), **names).as_string(None)
 
 
@@ -341,6 +386,48 @@ class _Tx:
         self.savepoints = 0
 
 
+class _Listener:
+    """One connection LISTENing for appends to a schema, opened at the first wait."""
+
+    def __init__(self, conns: Connections, schema: str) -> None:
+        self.conns = conns
+        self.channel = "esfn_" + hashlib.md5(schema.encode()).hexdigest()[:20]
+        self.conn: psycopg.Connection[Any] | None = None
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+
+    def wait(self, timeout: float) -> bool:
+        """True when an append was notified within `timeout` seconds; False on a timeout, and
+        also when the connection failed (it is made again at the next wait: polling goes on)."""
+        with self.lock:
+            try:
+                conn = self._connection()
+                for _ in conn.notifies(timeout=timeout, stop_after=1):
+                    return True
+                return False
+            except psycopg.Error:
+                self._drop()
+                return False
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self.conn is None or self.conn.closed or self.pid != os.getpid():
+            self.pid = os.getpid()
+            conn = self.conns.connect()
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            self.conn = conn
+        return self.conn
+
+    def _drop(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None and self.pid == os.getpid():
+            with suppress(psycopg.Error):
+                conn.close()
+
+    def close(self) -> None:
+        with self.lock:
+            self._drop()
+
+
 class _Postgres:
     """The callables of one storage; `storage()` returns them as the `Storage` record."""
 
@@ -350,6 +437,9 @@ class _Postgres:
         self.lock_streams = lock_streams
         self.current: ContextVar[_Tx | None] = ContextVar(f"postgres_tx_{schema}", default=None)
         self.q = {key: _compose(text, schema) for key, text in _QUERIES.items()}
+        self.listener = _Listener(self.conns, schema)
+        appender = _APPENDER.format(k1=_K1, schema=sql.Literal(schema).as_string(None))
+        self.begin = f"{_BEGIN}; {appender}".encode()  # no parameters: a % is plain text
 
     def storage(self) -> Storage:
         callables = {f.name: getattr(self, f.name) for f in attrs.fields(Storage)[1:]}
@@ -436,7 +526,7 @@ class _Postgres:
         if write:
             # BEGIN waits for the first write or lock: reads before it are READ COMMITTED
             # statements either way, and a read-only transaction costs no round trips.
-            tx.lease.conn.execute(_BEGIN)
+            tx.lease.conn.execute(self.begin)
             tx.begun = True
         return _rows(tx.lease.conn.execute(query, params))
 
@@ -458,6 +548,7 @@ class _Postgres:
 
     def close(self) -> None:
         """Close the pool this storage opened; a pool passed in is left to its owner."""
+        self.listener.close()
         self.conns.close()
 
     # -- events -------------------------------------------------------------------------------
@@ -548,7 +639,8 @@ class _Postgres:
     def read_all(self, after: int, limit: int) -> Sequence[StoredEvent]:
         """Up to `limit` rows after position `after` that no running writer can precede."""
         what = f"reading the log after position {after}"
-        return _events(self._fetch(what, self.q["all"], (after, _SHIFT, limit)))
+        params = (self.schema, after, _SHIFT, limit)
+        return _events(self._fetch(what, self.q["all"], params))
 
     def lock_stream(self, stream_type: str, stream_id: str) -> None:
         """With `lock_streams`, hold an advisory lock on the stream until the transaction ends."""
@@ -597,6 +689,31 @@ class _Postgres:
         """Up to `limit` committed rows after `after`, without waiting for running writers."""
         what = f"reading committed events after position {after}"
         return _events(self._fetch(what, self.q["committed"], (after, limit)))
+
+    def lease(self, name: str, owner: str, seconds: float) -> bool:
+        """Take or renew a lease; inside a transaction, one that may not idle past the lease."""
+        what = f"taking lease {name!r} for {owner!r}"
+        if self.current.get() is not None:
+            # A holder paused mid-transaction (SIGSTOP, a long GC) is cut off by the server once
+            # its lease could have passed to another, and its locks with it.
+            timeout = (
+                f"SET LOCAL idle_in_transaction_session_timeout = {max(int(seconds * 1000), 1)}"
+            )
+            self._fetch(what, timeout, None, write=True)
+        return bool(self._fetch(what, self.q["lease"], (name, owner, seconds), write=True))
+
+    def release(self, name: str, owner: str) -> None:
+        """Give a lease up if `owner` holds it."""
+        self._fetch(f"releasing lease {name!r}", self.q["release"], (name, owner), write=True)
+
+    def count_after(self, position: int) -> int:
+        """How many committed events come after `position`."""
+        ((count,),) = self._fetch("counting events", self.q["count_after"], (position,))
+        return int(count)
+
+    def wait_for_events(self, timeout: float) -> bool:
+        """Wait for a notification that events were appended to this schema, up to `timeout`."""
+        return self.listener.wait(timeout)
 
     def last_position(self) -> int:
         """The highest committed position (no gap safety: see `read_all` for that)."""

@@ -86,6 +86,16 @@ ReadAll = Callable[[int, int], Sequence[StoredEvent]]
 # (after_position, limit) -> like ReadAll, but every committed row, without gap safety: rows of
 # transactions still running may later commit below the last one returned.
 ReadCommitted = Callable[[int, int], Sequence[StoredEvent]]
+# (name, owner, seconds) -> take or renew the lease on `name` for `owner`, lasting `seconds`
+# from now; True when `owner` holds it after the call. Inside a transaction it commits (or rolls
+# back) with it, and the transaction may not sit idle for longer than the lease lasts.
+Lease = Callable[[str, str, float], bool]
+# (name, owner): give the lease up, if `owner` holds it.
+Release = Callable[[str, str], None]
+# after_position -> how many committed events come after it.
+CountAfter = Callable[[int], int]
+# timeout -> wait up to `timeout` seconds for events appended by anyone; True when woken early.
+WaitForEvents = Callable[[float], bool]
 # () -> the highest position of any committed event, 0 when there is none (no gap safety: a
 # transaction still running may commit events below it).
 LastPosition = Callable[[], int]
@@ -175,6 +185,10 @@ class Storage:
     savepoint: Savepoint
     last_position: LastPosition
     read_committed: ReadCommitted
+    lease: Lease
+    release: Release
+    count_after: CountAfter
+    wait_for_events: WaitForEvents
     connection: Connection | None = None
 
     def iter_all(self, after: int = 0, batch: int = 1000) -> Iterator[StoredEvent]:

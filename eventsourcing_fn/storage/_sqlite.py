@@ -48,17 +48,36 @@ CREATE TABLE IF NOT EXISTS documents (
     projection TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (projection, key)
 );
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL  -- expires: unix time
+);
 """
-_TABLES = ("events", "snapshots", "checkpoints", "documents")
+TABLES = (  # every table the store keeps, in the order they are created
+    "events",
+    "snapshots",
+    "checkpoints",
+    "documents",
+    "leases",
+)
 
 _BEGIN = "BEGIN IMMEDIATE"
 _COMMIT = "COMMIT"
 _COUNT_TABLES = (
     "SELECT count(*) FROM sqlite_master"
-    " WHERE type = 'table' AND name IN ('events', 'snapshots', 'checkpoints', 'documents')"
+    " WHERE type = 'table'"
+    " AND name IN ('events', 'snapshots', 'checkpoints', 'documents', 'leases')"
 )
 _WRITE_NOTHING = "DELETE FROM checkpoints WHERE 0"
 _LAST_POSITION = "SELECT coalesce(max(position), 0) FROM events"
+_COUNT_AFTER = "SELECT count(*) FROM events WHERE position > ?"
+# One machine shares one clock, so a lease's end is plain unix time.
+_LEASE = (
+    "INSERT INTO leases (name, owner, expires) VALUES (?, ?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires"
+    " WHERE leases.owner = excluded.owner OR leases.expires < ? RETURNING owner"
+)
+_RELEASE = "DELETE FROM leases WHERE name = ? AND owner = ?"
+_WAKE_EVERY = 0.02  # seconds between looks at the file's change counter while waiting
 _STREAM_END = "SELECT coalesce(max(version), 0) FROM events WHERE stream_type = ? AND stream_id = ?"
 _INSERT_EVENT = (
     "INSERT INTO events (position, stream_type, stream_id, version, type, schema_version, data,"
@@ -338,6 +357,36 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
     def read_all(after: int, limit: int) -> Sequence[StoredEvent]:
         return _events(read("read_all", _READ_ALL, (after, limit)))
 
+    def lease(name: str, owner: str, seconds: float) -> bool:
+        now = time.time()
+        params = (name, owner, now + seconds, now)
+        return bool(
+            write(
+                lambda: f"taking lease {name!r} for {owner!r}",
+                lambda conn: conn.execute(_LEASE, params).fetchall(),
+            )
+        )
+
+    def release(name: str, owner: str) -> None:
+        execute("release", _RELEASE, (name, owner))
+
+    def count_after(position: int) -> int:
+        return int(read("count_after", _COUNT_AFTER, (position,))[0][0])
+
+    def wait_for_events(timeout: float) -> bool:
+        # data_version changes when another connection commits to the file: a cheap look.
+        conn = connection()
+        try:
+            start = conn.execute("PRAGMA data_version").fetchone()[0]
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                time.sleep(min(_WAKE_EVERY, left))
+                if conn.execute("PRAGMA data_version").fetchone()[0] != start:
+                    return True
+        except sqlite3.Error as exc:
+            raise fault("waiting for events", exc) from exc
+        return False
+
     def last_position() -> int:
         rows = read("last_position", _LAST_POSITION, ())
         return int(rows[0][0])
@@ -416,6 +465,10 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
         savepoint=savepoint,
         last_position=last_position,
         read_committed=read_all,  # writers serialise: commit order is position order
+        lease=lease,
+        release=release,
+        count_after=count_after,
+        wait_for_events=wait_for_events,
         connection=sql_connection,
     )
 
@@ -501,7 +554,7 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
     """Under the write lock (so concurrent openers agree): create missing tables, test writing."""
     conn.execute(_BEGIN)
     try:
-        if conn.execute(_COUNT_TABLES).fetchone()[0] != len(_TABLES):
+        if conn.execute(_COUNT_TABLES).fetchone()[0] != len(TABLES):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -516,7 +569,7 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
     # truncated after its header instead of failing later in the middle of a read.
     conn.execute(_LAST_POSITION).fetchone()
     conn.execute("SELECT max(stream_type) FROM events").fetchone()
-    for table in _TABLES[1:]:
+    for table in TABLES[1:]:
         conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()  # constant table names
 
 
