@@ -23,12 +23,14 @@ from ._projection import DocumentProjection, Projection, SqlProjection
 from ._reactions import replaying
 from ._store import EventStore
 from ._views import Documents
+from ._worker import ComponentStatus, Worker
 
 __all__ = [
     "ANY",
     "NEW",
     "Aggregate",
     "CommandError",
+    "ComponentStatus",
     "ConcurrencyError",
     "ConfigurationError",
     "Context",
@@ -53,6 +55,7 @@ __all__ = [
     "StorageError",
     "StreamClosedError",
     "UnknownEventTypeError",
+    "Worker",
     "context",
     "event_type",
     "make_converter",

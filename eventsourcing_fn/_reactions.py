@@ -11,6 +11,7 @@ one has applied.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -22,6 +23,7 @@ from ._arguments import short
 from ._codec import Codec, InvalidPayload
 from ._envelope import Recorded
 from ._errors import (
+    CommandError,
     ConfigurationError,
     EventSourcingError,
     InfiniteLoopError,
@@ -40,6 +42,7 @@ Component: TypeAlias = (
 # (send, triggering record, ancestors of the trigger) -> the sent command's events and cascade.
 SendFn = Callable[[Send, Recorded[Any], tuple[Recorded[Any], ...]], Result[Any, EventSourcingError]]
 
+_log = logging.getLogger("eventsourcing_fn")
 MAX_DEPTH = 32  # commands sent in a chain before a cascade counts as a loop
 MAX_CASCADE = 10_000  # events one command's cascade may append in all
 
@@ -84,6 +87,9 @@ class Session:
         # A component catching up reads the log itself: events a reaction appends meanwhile
         # come later in the log, so it must not apply them now as well.
         self.catching_up: str | None = None
+        # Workers log a sent command its aggregate rejects and go on; inline, it fails the
+        # command that triggered it.
+        self.skip_rejected = False
 
     def begin(self) -> None:
         """Hold every component's checkpoint until the transaction ends, and read them."""
@@ -218,7 +224,17 @@ class Session:
                 return Failure(_loop(manager, (*chain, record), f"deeper than {MAX_DEPTH}"))
             result = send(message, record, chain)
             if isinstance(result, Failure):
-                return Failure(_send_error(manager, record, message, result.failure()))
+                error = result.failure()
+                if self.skip_rejected and isinstance(error, CommandError):
+                    _log.warning(
+                        "process manager %r: %r, sent on %s, was rejected and is skipped: %s",
+                        manager.name,
+                        message,
+                        _where(record),
+                        error,
+                    )
+                    continue
+                return Failure(_send_error(manager, record, message, error))
             outcome = result.unwrap()
             for new in outcome.events:
                 for ancestor in (*chain, record):

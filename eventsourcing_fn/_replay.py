@@ -24,6 +24,10 @@ Decode = Callable[[StoredEvent], Recorded[Any]]
 BATCH = 1000
 
 
+class NotTheRunner(Exception):
+    """The runner no longer holds the component's lease: it must not apply anything."""
+
+
 class Runner:
     """Catch-up and replay of a store's checkpointed components."""
 
@@ -42,6 +46,7 @@ class Runner:
         self.decode = decode
         self.sender = sender
         self.batch = batch
+        self.skip_rejected = False
 
     def run(self, targets: Sequence[Component], *, fresh: bool, progress: Progress | None) -> int:
         """Apply the log to `targets` (from scratch when `fresh`); the events processed."""
@@ -59,6 +64,7 @@ class Runner:
     def _session(self, component: Component) -> Session:
         session = Session(self.storage, self.codec, self.components)
         session.catching_up = component.name
+        session.skip_rejected = self.skip_rejected
         session.begin()
         return session
 
@@ -82,16 +88,24 @@ class Runner:
     def _follow(self, component: Component, fresh: bool, done: int, report: Progress) -> int:
         level = False
         while not level:
-            applied, level = self._step(component, fresh)
+            applied, level = self.step(component, fresh)
             if applied:
                 done += applied
                 report(done, None)
         return done
 
-    def _step(self, component: Component, fresh: bool) -> tuple[int, bool]:
-        """Apply one batch in one transaction: how many events, and whether it is level."""
+    def step(
+        self, component: Component, fresh: bool, guard: Callable[[], bool] | None = None
+    ) -> tuple[int, bool]:
+        """Apply one batch in one transaction: how many events, and whether it is level.
+
+        `guard()` runs in the transaction once the component's checkpoint is held; False
+        (a lost lease) raises `NotTheRunner` and rolls the transaction back.
+        """
         with self.storage.transaction():
             session = self._session(component)
+            if guard is not None and not guard():
+                raise NotTheRunner(f"{component!r}: its lease has passed to another runner")
             cursor = session.position(component)
             rows = self.storage.read_all(cursor, self.batch)
             if rows:

@@ -254,8 +254,10 @@ class EventStore:
             cascade = applied.unwrap()
         return Success(Outcome(sid, rows[-1].version, recorded, state, cascade))
 
-    def _sender(self, session: Session) -> SendFn:
-        """Runs a process manager's `Send` as a command in the same transaction and session."""
+    def _sender(self, session: Session, *, inline: bool = True) -> SendFn:
+        """Runs a process manager's `Send` as a command in the same transaction; `inline`: its
+        events are applied to the session's components too (else workers read them later)."""
+        cascade = session if inline else None
 
         def send(
             message: Send, trigger: Recorded[Any], chain: tuple[Recorded[Any], ...]
@@ -277,7 +279,7 @@ class EventStore:
                         message.commands,
                         expected,
                         False,
-                        session,
+                        cascade,
                         (*chain, trigger),
                     )
                 except VersionConflict as conflict:
@@ -473,6 +475,20 @@ class EventStore:
         self._check_component(component)
         _arguments.stream_id("replay_stream", stream_id)
         self._runner.replay_stream(component, stream_id, sorted(self._aggregates))
+
+    def _worker_runner(self, batch: int) -> Runner:
+        """A runner for workers: sent commands' events go to the log only, and a sent command
+        its aggregate rejects is logged and skipped."""
+        runner = Runner(
+            self.storage,
+            self.codec,
+            self._components,
+            self._record,
+            lambda session: self._sender(session, inline=False),
+            batch,
+        )
+        runner.skip_rejected = True
+        return runner
 
     def _check_component(self, component: object) -> None:
         if not any(c is component for c in self._components):
