@@ -148,22 +148,22 @@ class Worker:
         if time.monotonic() < self._retry_at.get(name, 0.0):
             return 0, True  # backing off after a fault
         storage = self.store.storage
-        if not storage.lease(name, self.name, self.lease):
-            if name in self._active:
-                _log.info("worker %s: component %r passed to another runner", self.name, name)
-            self._active.discard(name)
-            return 0, True
-        if name not in self._active:
-            _log.info("worker %s: running component %r", self.name, name)
-            self._active.add(name)
         try:
+            if not storage.lease(name, self.name, self.lease):
+                if name in self._active:
+                    _log.info("worker %s: component %r passed to another runner", self.name, name)
+                self._active.discard(name)
+                return 0, True
+            if name not in self._active:
+                _log.info("worker %s: running component %r", self.name, name)
+                self._active.add(name)
             applied, level = self._runner.step(
                 component, False, guard=lambda: storage.lease(name, self.name, self.lease)
             )
         except NotTheRunner:
             self._active.discard(name)
             return 0, True
-        except Exception as exc:  # a fault: the batch rolled back, the checkpoint stands
+        except Exception as exc:  # a fault (a handler, a lost connection): nothing committed
             self._fault(component, exc)
             return 0, True
         self._failures.pop(name, None)

@@ -378,3 +378,33 @@ def test_a_paused_runner_applies_nothing_twice(kind: str, tmp_path: Path) -> Non
             kill_all([*workers, writer])
         assert_exactly_once(target, schema)
         assert positions == sorted(positions)
+
+
+class TestPostgresConnections:
+    def test_worker_recovers_when_its_connections_are_terminated(self, pg_schema: str) -> None:
+        """pg_terminate_backend on the worker's LISTEN and work connections: it reconnects,
+        and events appended meanwhile are applied within seconds."""
+        from eventsourcing_fn.storage import postgres_storage
+        from test_postgres import terminate
+
+        app = f"worker_{pg_schema}"
+        totals = make_totals()
+        worker_side = postgres_storage(f"{POSTGRES_URL}?application_name={app}", schema=pg_schema)
+        writer_side = postgres_storage(POSTGRES_URL, schema=pg_schema)
+        store = EventStore(worker_side, aggregates=[account], projections=[totals], inline=False)
+        writer = EventStore(writer_side, aggregates=[account], projections=[totals], inline=False)
+        worker = Worker(store, poll=0.1, lease=1.0)
+        thread = threading.Thread(target=worker.run)
+        thread.start()
+        try:
+            writer.execute(account, "a", Open("ann"), Deposit(1)).unwrap()
+            wait_for(lambda: writer.view(totals) == 1, 10, "the first deposit")
+            assert terminate(app) >= 2  # the pooled work connection(s) and the LISTEN one
+            writer.execute(account, "a", Deposit(2)).unwrap()
+            wait_for(lambda: writer.view(totals) == 3, 10, "the deposit after the cut")
+        finally:
+            worker.stop()
+            thread.join(10)
+            worker_side.close()
+            writer_side.close()
+        assert not thread.is_alive()
