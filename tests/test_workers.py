@@ -384,8 +384,9 @@ class TestPostgresConnections:
     def test_worker_recovers_when_its_connections_are_terminated(self, pg_schema: str) -> None:
         """pg_terminate_backend on the worker's LISTEN and work connections: it reconnects,
         and events appended meanwhile are applied within seconds."""
-        from eventsourcing_fn.storage import postgres_storage
         from test_postgres import terminate
+
+        from eventsourcing_fn.storage import postgres_storage
 
         app = f"worker_{pg_schema}"
         totals = make_totals()
