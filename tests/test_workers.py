@@ -409,3 +409,24 @@ class TestPostgresConnections:
             worker_side.close()
             writer_side.close()
         assert not thread.is_alive()
+
+    def test_an_idle_writer_elsewhere_does_not_delay_a_worker(self, pg_schema: str) -> None:
+        """A write transaction left open in another database: the worker still applies new
+        events within a second."""
+        from test_postgres import idle_writer, other_database
+
+        from eventsourcing_fn.storage import postgres_storage
+
+        totals = make_totals()
+        storage = postgres_storage(POSTGRES_URL, schema=pg_schema)
+        store = EventStore(storage, aggregates=[account], projections=[totals], inline=False)
+        worker = Worker(store)
+        try:
+            with idle_writer(other_database()):
+                store.execute(account, "a", Open("ann"), Deposit(5)).unwrap()
+                started = time.monotonic()
+                wait_for(lambda: worker.run_once() or store.view(totals) == 5, 5, "the deposit")
+                assert store.view(totals) == 5
+                assert time.monotonic() - started < 1
+        finally:
+            storage.close()
