@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -20,7 +19,7 @@ from bank import (
     Withdrawn,
     account,
 )
-from conftest import POSTGRES_URL, StorageFactory
+from conftest import StorageFactory
 from reactive import (
     Balance,
     make_balances,
@@ -48,25 +47,6 @@ from eventsourcing_fn import (
     replaying,
 )
 from eventsourcing_fn.storage import Storage, memory_storage
-
-
-@pytest.fixture(autouse=True)
-def fresh_rows_table(request: pytest.FixtureRequest) -> Iterator[None]:
-    """The SQL projection's own table lives outside the test schema on PostgreSQL: drop it."""
-    callspec = getattr(request.node, "callspec", None)
-    on_postgres = callspec is not None and callspec.params.get("storage_factory") == "postgres"
-    if on_postgres:
-        drop_rows_table()
-    yield
-    if on_postgres:
-        drop_rows_table()
-
-
-def drop_rows_table() -> None:
-    import psycopg
-
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS account_rows")
 
 
 def sql_capable(storage: Storage) -> bool:
@@ -503,3 +483,23 @@ class TestMemoryOnly:
         for sid, owner in [("a", "ann"), ("b", "ann"), ("c", "bob")]:
             store.execute(account, sid, Open(owner)).unwrap()
         assert store.documents(owners).all() == {"ann": 2, "bob": 1}
+
+
+class TestSqlTablesOnPostgres:
+    def test_sql_projection_tables_live_in_the_stores_schema(
+        self, storage_factory: StorageFactory
+    ) -> None:
+        """Unqualified tables of a SQL projection are made and found in the store's schema."""
+        storage = storage_factory()
+        if storage.name != "postgres":
+            assert storage.name in ("memory", "sqlite")  # one schema per file or none at all
+            return
+        store = EventStore(storage, aggregates=[account], projections=[make_rows()])
+        store.execute(account, "a", Open("ann")).unwrap()
+        with store.connection() as conn:
+            (schema,) = conn.execute(
+                "SELECT table_schema FROM information_schema.tables"
+                " WHERE table_name = 'account_rows'"
+            ).fetchone()
+            assert schema == conn.execute("SELECT current_schema()").fetchone()[0]
+        assert query_rows(store) == {"a": Balance("ann", 0)}

@@ -439,7 +439,11 @@ class _Postgres:
         self.q = {key: _compose(text, schema) for key, text in _QUERIES.items()}
         self.listener = _Listener(self.conns, schema)
         appender = _APPENDER.format(k1=_K1, schema=sql.Literal(schema).as_string(None))
-        self.begin = f"{_BEGIN}; {appender}".encode()  # no parameters: a % is plain text
+        # SQL projections write the user's tables with unqualified names: they go to (and are
+        # found first in) this store's schema, so two stores in two schemas stay apart.
+        self.search_path = f"{sql.Identifier(schema).as_string(None)}, public"
+        path = f"SET LOCAL search_path = {self.search_path}"
+        self.begin = f"{_BEGIN}; {appender}; {path}".encode()  # no parameters: % is plain text
 
     def storage(self) -> Storage:
         callables = {f.name: getattr(self, f.name) for f in attrs.fields(Storage)[1:]}
@@ -493,8 +497,12 @@ class _Postgres:
             with _faults(self.schema, "taking a connection from the pool"):
                 lease = self.conns.take()
             try:
+                with _faults(self.schema, "setting the search path"):
+                    lease.conn.execute(f"SET search_path = {self.search_path}".encode())
                 yield lease.conn
             finally:
+                with suppress(psycopg.Error):  # a pooled connection goes back as it came
+                    lease.conn.execute(b"RESET search_path")
                 self.conns.give(lease)
             return
         if not tx.begun:  # the caller's writes must be part of the transaction
