@@ -486,14 +486,12 @@ class TestMemoryOnly:
 
 
 class TestSqlTablesOnPostgres:
+    @pytest.mark.parametrize("storage_factory", ["postgres"], indirect=True)
     def test_sql_projection_tables_live_in_the_stores_schema(
         self, storage_factory: StorageFactory
     ) -> None:
         """Unqualified tables of a SQL projection are made and found in the store's schema."""
         storage = storage_factory()
-        if storage.name != "postgres":
-            assert storage.name in ("memory", "sqlite")  # one schema per file or none at all
-            return
         store = EventStore(storage, aggregates=[account], projections=[make_rows()])
         store.execute(account, "a", Open("ann")).unwrap()
         with store.connection() as conn:
