@@ -1,0 +1,1 @@
+"""Runnable example applications of eventsourcing_fn: `python -m examples.<name> [STORE]`."""

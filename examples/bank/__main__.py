@@ -1,0 +1,5 @@
+"""`python -m examples.bank [STORE] [--schema NAME]`."""
+
+from . import main
+
+raise SystemExit(main())
