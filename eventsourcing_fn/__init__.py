@@ -2,6 +2,7 @@
 
 from ._aggregate import Aggregate
 from ._codec import event_type, make_converter
+from ._diagram import Diagram
 from ._envelope import ANY, NEW, Context, ExpectedVersion, Loaded, Outcome, Recorded, context
 from ._errors import (
     CommandError,
@@ -17,6 +18,7 @@ from ._errors import (
     StreamClosedError,
     UnknownEventTypeError,
 )
+from ._html import History, Records, Step
 from ._listener import Listener
 from ._process import ProcessManager, Send
 from ._projection import DocumentProjection, Projection, SqlProjection
@@ -34,12 +36,14 @@ __all__ = [
     "ConcurrencyError",
     "ConfigurationError",
     "Context",
+    "Diagram",
     "DocumentProjection",
     "Documents",
     "EventSourcingError",
     "EventStore",
     "EventValidationError",
     "ExpectedVersion",
+    "History",
     "InfiniteLoopError",
     "Listener",
     "Loaded",
@@ -50,8 +54,10 @@ __all__ = [
     "ProjectionError",
     "ReactionError",
     "Recorded",
+    "Records",
     "Send",
     "SqlProjection",
+    "Step",
     "StorageError",
     "StreamClosedError",
     "UnknownEventTypeError",

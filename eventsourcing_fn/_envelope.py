@@ -39,8 +39,14 @@ class Recorded(Generic[E]):
             f"@{self.version}, position={self.position})"
         )
 
+    def _repr_html_(self) -> str:
+        # Rendering depends on these values, not the other way round: import it late.
+        from ._html import record_html
 
-@attrs.frozen
+        return record_html(self)
+
+
+@attrs.frozen(repr=False)
 class Outcome(Generic[S]):
     """What `execute` did: the stream's new version, the events it appended and the new state.
 
@@ -54,6 +60,25 @@ class Outcome(Generic[S]):
     state: S
     cascade: tuple[Recorded[Any], ...] = ()
 
+    def __repr__(self) -> str:
+        parts = [repr(self.stream_id), f"version={self.version}", f"events={_few(self.events)}"]
+        parts.append(f"state={self.state!r}")
+        if self.cascade:
+            parts.append(f"cascade={_few(self.cascade)}")
+        return f"Outcome({', '.join(parts)})"
+
+    def _repr_html_(self) -> str:
+        from ._html import outcome_html
+
+        return outcome_html(self)
+
+
+def _few(records: tuple[Recorded[Any], ...], shown: int = 3) -> str:
+    """The first few records' reprs, and how many there are in all when that is more."""
+    text = ", ".join(map(repr, records[:shown]))
+    more = f", ... ({len(records)} in all)" if len(records) > shown else ""
+    return f"({text}{more})"
+
 
 @attrs.frozen
 class Loaded(Generic[S]):
@@ -62,6 +87,11 @@ class Loaded(Generic[S]):
     stream_id: str
     version: int
     state: S
+
+    def _repr_html_(self) -> str:
+        from ._html import loaded_html
+
+        return loaded_html(self)
 
 
 @attrs.frozen

@@ -9,6 +9,7 @@ exception as `.reason`: `then_fails` expects it, and every other `then_*` fails 
 
 from __future__ import annotations
 
+import html
 import sqlite3
 import uuid
 import weakref
@@ -22,6 +23,7 @@ from ._codec import type_info
 from ._envelope import Recorded
 from ._errors import ProcessManagerError, ProjectionError, ReactionError
 from ._handlers import Handlers
+from ._html import documents_html, records_html, state_html
 from ._process import ProcessManager, Send
 from ._projection import DocumentProjection, Projection, SqlProjection, call
 
@@ -128,6 +130,19 @@ class _ReactionScenario:
             ) from actual.reason
         return self
 
+    def _repr_html_(self) -> str:
+        given = records_html(self._records, caption=f"given {self._component!r}")
+        outcome = self._outcome()
+        if isinstance(outcome, ReactionError):
+            then = f"<p><b>fails</b>: {html.escape(_error(outcome)[0])}</p>"
+        else:
+            then = self._outcome_html(outcome)
+        return f"<div>\n{given}\n{then}\n</div>"
+
+    def _outcome_html(self, outcome: Any) -> str:
+        lines = "".join(f"<li>{html.escape(line)}</li>" for line in self._describe(outcome))
+        return f"<p><b>then</b></p><ul>{lines}</ul>" if lines else ""
+
     def _run(self) -> Any:
         """What the handlers made of the events, or the error one of them caused."""
         raise NotImplementedError
@@ -194,6 +209,9 @@ class ProjectionScenario(_ReactionScenario):
     def _describe(self, outcome: Any) -> list[str]:
         return [repr(outcome)]
 
+    def _outcome_html(self, outcome: Any) -> str:
+        return state_html(outcome, caption="then state")
+
 
 class DocumentScenario(_ReactionScenario):
     """Given events folded by a `DocumentProjection`: then assert on its documents."""
@@ -231,6 +249,9 @@ class DocumentScenario(_ReactionScenario):
 
     def _describe(self, outcome: Any) -> list[str]:
         return _mapping_lines(outcome) or ["(no documents)"]
+
+    def _outcome_html(self, outcome: Any) -> str:
+        return documents_html(f"then {self._component.name}", outcome)
 
 
 class SqlScenario(_ReactionScenario):

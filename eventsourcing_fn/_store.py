@@ -19,6 +19,7 @@ from ._aggregate import Aggregate
 from ._arguments import short
 from ._codec import Codec, InvalidPayload, Upcaster, dumps, loads
 from ._decision import Decided, decide_all
+from ._diagram import Diagram, event_model
 from ._envelope import (
     ANY,
     NEW,
@@ -38,6 +39,7 @@ from ._errors import (
     StorageError,
     UnknownEventTypeError,
 )
+from ._html import History, Records, history_of
 from ._listener import Listener, notify
 from ._process import ProcessManager, Send
 from ._projection import DocumentProjection, Projection, SqlProjection
@@ -397,12 +399,20 @@ class EventStore:
             return aggregate.initial, 0, ()
         return state, snap.version, rows[1:]
 
-    def events(self, aggregate: Aggregate[Any], stream_id: str) -> list[Recorded[Any]]:
-        """Every event of one stream, in version order."""
+    def events(self, aggregate: Aggregate[Any], stream_id: str) -> Records:
+        """Every event of one stream, in version order (a list that notebooks show as a table)."""
         self._check(aggregate)
         _arguments.stream_id("events", stream_id)
         rows = self.storage.read_stream(aggregate.name, stream_id, 0, None)
-        return [self._record(row) for row in rows]
+        return Records(self._record(row) for row in rows)
+
+    def history(self, aggregate: Aggregate[S], stream_id: str) -> History[S]:
+        """Each event of one stream beside the state after it: `Step(record, state)`s."""
+        return history_of(aggregate, self.events(aggregate, stream_id))
+
+    def diagram(self) -> Diagram:
+        """The event model of this store's registrations, as a Mermaid flowchart."""
+        return event_model(list(self._aggregates.values()), [*self._components, *self._listeners])
 
     def read_all(self, after: int = 0) -> Iterator[Recorded[Any]]:
         """The global log after position `after`, in position order."""

@@ -7,6 +7,7 @@ from typing import Any, Generic, TypeVar
 
 from ._codec import Codec
 from ._errors import ProjectionError
+from ._html import documents_html
 from .storage import Storage
 
 D = TypeVar("D")
@@ -32,6 +33,9 @@ class Documents(Mapping[str, D], Generic[D]):
         shown = ", ".join(f"{k!r}: {v!r}" for k, v in list(self._docs.items())[:5])
         more = f", ... ({len(self._docs)} in all)" if len(self._docs) > 5 else ""
         return f"Documents({self._name!r}, {{{shown}{more}}})"
+
+    def _repr_html_(self) -> str:
+        return documents_html(self._name, self._docs)
 
     def all(self) -> dict[str, D]:
         """The documents as a plain dict (a copy), in key order."""
