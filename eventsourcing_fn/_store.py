@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import takewhile
 from typing import Any, TypeVar
 from uuid import uuid4
@@ -16,14 +16,12 @@ from returns.result import Failure, Result, Success
 
 from . import _arguments
 from ._aggregate import Aggregate
-from ._arguments import short
-from ._codec import Codec, InvalidPayload, Upcaster, dumps, loads
-from ._decision import Decided, decide_all
+from ._codec import Codec, Upcaster
+from ._decision import decide_all
 from ._diagram import Diagram, event_model
 from ._envelope import (
     ANY,
     NEW,
-    Context,
     ExpectedVersion,
     Loaded,
     Outcome,
@@ -35,25 +33,21 @@ from ._errors import (
     ConcurrencyError,
     ConfigurationError,
     EventSourcingError,
-    EventValidationError,
-    StorageError,
-    UnknownEventTypeError,
 )
 from ._html import History, Records, history_of
 from ._listener import Listener, notify
+from ._loading import load_state, maybe_snapshot
 from ._process import ProcessManager, Send
 from ._projection import DocumentProjection, Projection, SqlProjection
 from ._reactions import Component, SendFn, Session, check_components
 from ._replay import Progress, Runner
+from ._rows import conflict_error, context_metadata, decode, record_of, recorded, stream_append
 from ._stream_locks import StreamLocks
 from ._views import Documents, read_documents, read_value
 from .storage import (
-    NewEvent,
     OrderConflict,
     Storage,
     StoredEvent,
-    StoredSnapshot,
-    StreamAppend,
     VersionConflict,
     memory_storage,
 )
@@ -237,24 +231,28 @@ class EventStore:
         if not events:
             return Success(Outcome(sid, loaded.version, (), state))
         ctx = current_context()
-        metadata = _metadata(aggregate, sid, ctx, events)
+        metadata = context_metadata(aggregate.name, sid, ctx, events)
         if isinstance(metadata, Failure):
             return metadata
         after = None if expected is ANY else loaded.version
-        rows = self.storage.append([_batch(name, sid, after, events, ctx, metadata.unwrap())])
+        rows = self.storage.append(
+            [stream_append(name, sid, after, events, ctx, metadata.unwrap())]
+        )
         if rows[0].version != loaded.version + 1:  # ANY landed after rival events:
             state = self._load(aggregate, sid).state  # fold them in, ours included
-        self._maybe_snapshot(aggregate, sid, rows[0].version - 1, rows[-1].version, state)
-        recorded = tuple(
-            _recorded(d.event, row, dict(ctx.metadata)) for d, row in zip(events, rows, strict=True)
+        maybe_snapshot(
+            self.storage, self.codec, aggregate, sid, rows[0].version - 1, rows[-1].version, state
+        )
+        appended = tuple(
+            recorded(d.event, row, dict(ctx.metadata)) for d, row in zip(events, rows, strict=True)
         )
         cascade: tuple[Recorded[Any], ...] = ()
         if session is not None:
-            applied = session.apply(recorded, send=self._sender(session), chain=chain)
+            applied = session.apply(appended, send=self._sender(session), chain=chain)
             if isinstance(applied, Failure):
                 return Failure(applied.failure())
             cascade = applied.unwrap()
-        return Success(Outcome(sid, rows[-1].version, recorded, state, cascade))
+        return Success(Outcome(sid, rows[-1].version, appended, state, cascade))
 
     def _sender(self, session: Session, *, inline: bool = True) -> SendFn:
         """Runs a process manager's `Send` as a command in the same transaction; `inline`: its
@@ -299,22 +297,6 @@ class EventStore:
         else:
             notify(self._listeners, records)
 
-    def _maybe_snapshot(
-        self, aggregate: Aggregate[Any], sid: str, before: int, after: int, state: object
-    ) -> None:
-        every = aggregate.snapshot_every
-        if every is None or before // every == after // every:
-            return
-        try:
-            data = self.codec.encode(state)
-        except InvalidPayload as exc:
-            raise ConfigurationError(
-                f"aggregate {aggregate.name!r}: its state cannot be snapshotted ({exc})"
-            ) from exc
-        self.storage.write_snapshot(
-            StoredSnapshot(aggregate.name, sid, after, aggregate.snapshot_version, data)
-        )
-
     def _conflict(
         self,
         aggregate: Aggregate[Any],
@@ -322,23 +304,7 @@ class EventStore:
         commands: Sequence[object],
         conflict: VersionConflict,
     ) -> ConcurrencyError:
-        if isinstance(conflict, OrderConflict):
-            why = (
-                f"version {conflict.actual} was appended by a transaction that began after this"
-                " one, and appending now would put the stream out of version order in the log;"
-                " retry the transaction"
-            )
-        else:
-            expected = "NEW" if conflict.expected == 0 else conflict.expected
-            why = f"expected version {expected}, found {conflict.actual}"
-        return ConcurrencyError(
-            f"aggregate {aggregate.name!r}, stream {short(sid)}: {why}; nothing appended",
-            aggregate=aggregate.name,
-            stream_id=sid,
-            command=commands[0] if len(commands) == 1 else tuple(commands),
-            expected=conflict.expected,
-            actual=conflict.actual,
-        )
+        return conflict_error(aggregate.name, sid, commands, conflict)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -366,38 +332,7 @@ class EventStore:
         return Loaded(stream_id, prefix[-1].version if prefix else 0, state)
 
     def _load(self, aggregate: Aggregate[S], sid: str, up_to: int | None = None) -> Loaded[S]:
-        state, version = aggregate.initial, 0
-        rows: Sequence[StoredEvent] = ()
-        if aggregate.snapshot_every is not None:
-            snap = self.storage.read_snapshot(aggregate.name, sid, up_to)
-            if snap is not None:
-                state, version, rows = self._from_snapshot(aggregate, snap, up_to)
-        if version == 0:
-            rows = self.storage.read_stream(aggregate.name, sid, 0, up_to)
-        for row in rows:
-            event = self._decode(row)
-            state = aggregate.evolver(event)(state, event)
-        return Loaded(sid, rows[-1].version if rows else version, state)
-
-    def _from_snapshot(
-        self, aggregate: Aggregate[S], snap: StoredSnapshot, up_to: int | None
-    ) -> tuple[S, int, Sequence[StoredEvent]]:
-        """(state, version, the rows after it), or version 0 when the snapshot is unusable."""
-        where = f"snapshot of {aggregate.name}/{short(snap.stream_id)} at version {snap.version}"
-        if snap.snapshot_version != aggregate.snapshot_version:
-            return aggregate.initial, 0, ()  # taken of an older state class: expected, quiet
-        # Read from the snapshot's own version: its event must exist, or the snapshot is
-        # past the stream's end and folding on from it would invent versions.
-        rows = self.storage.read_stream(aggregate.name, snap.stream_id, snap.version - 1, up_to)
-        if not rows or rows[0].version != snap.version:
-            _log.warning("ignoring the %s: the stream has no such version", where)
-            return aggregate.initial, 0, ()
-        try:
-            state = self.codec.decode_state(snap.data, type(aggregate.initial))
-        except Exception as exc:  # an unreadable snapshot is ignored: rebuild from events
-            _log.warning("ignoring the unreadable %s: %s: %s", where, type(exc).__name__, exc)
-            return aggregate.initial, 0, ()
-        return state, snap.version, rows[1:]
+        return load_state(self.storage, self.codec, aggregate, sid, up_to)
 
     def events(self, aggregate: Aggregate[Any], stream_id: str) -> Records:
         """Every event of one stream, in version order (a list that notebooks show as a table)."""
@@ -511,29 +446,10 @@ class EventStore:
             raise ConfigurationError(f"{aggregate!r} is not registered with this store")
 
     def _decode(self, row: StoredEvent) -> Any:
-        try:
-            read = self.codec.reader(row.type, row.schema_version)
-        except UnknownEventTypeError as exc:
-            raise UnknownEventTypeError(
-                f"{exc} ({_where(row)})", type_name=row.type, version=row.schema_version
-            ) from None
-        try:
-            return read(row.data)
-        except Exception as exc:  # corrupt or mismatched stored data is a fault, named
-            raise StorageError(
-                f"cannot read event {row.type!r} version {row.schema_version} in {_where(row)}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        return decode(self.codec, row)
 
     def _record(self, row: StoredEvent) -> Recorded[Any]:
-        try:
-            metadata = loads(row.metadata)
-        except ValueError as exc:
-            raise StorageError(
-                f"corrupt metadata of stream {row.stream_type}/{short(row.stream_id)} "
-                f"version {row.version} at position {row.position}: {exc}"
-            ) from exc
-        return _recorded(self._decode(row), row, metadata)
+        return record_of(self.codec, row)
 
 
 class _Undo(Exception):
@@ -542,95 +458,3 @@ class _Undo(Exception):
     def __init__(self, result: Failure[Any]) -> None:
         super().__init__("undo")
         self.result = result
-
-
-def _where(row: StoredEvent) -> str:
-    return (
-        f"stream {row.stream_type}/{short(row.stream_id)} version {row.version} "
-        f"at position {row.position}"
-    )
-
-
-def _metadata(
-    aggregate: Aggregate[Any], sid: str, ctx: Context, events: Sequence[Decided]
-) -> Result[str, EventValidationError]:
-    """The context's metadata as JSON text, or why the context cannot be stored."""
-    problem: tuple[str, str] | None = None
-    for field in ("actor_id", "correlation_id", "causation_id"):
-        value = getattr(ctx, field)
-        if value is not None and not isinstance(value, str):
-            problem = (field, f"expected a str or None, got {type(value).__name__}")
-        elif value is not None and (why := _arguments.text(value)):
-            problem = (field, why)
-        if problem:
-            break
-    else:
-        try:
-            if not isinstance(ctx.metadata, Mapping) or not all(
-                isinstance(k, str) for k in ctx.metadata
-            ):
-                raise TypeError("expected a dict with str keys")
-            return Success(dumps(dict(ctx.metadata)))
-        except (TypeError, ValueError) as exc:
-            problem = ("metadata", f"not JSON: {exc}")
-    field, why = problem
-    first = events[0]
-    return Failure(
-        EventValidationError(
-            f"aggregate {aggregate.name!r}, stream {short(sid)}: the context's {field} {why}"
-            f" (event {first.type}); nothing appended",
-            aggregate=aggregate.name,
-            stream_id=sid,
-            command=first.command,
-            event_type=first.type,
-            field=field,
-        )
-    )
-
-
-def _batch(
-    stream_type: str,
-    sid: str,
-    expected: int | None,
-    events: Sequence[Decided],
-    ctx: Context,
-    metadata: str,
-) -> StreamAppend:
-    now = datetime.now(UTC)
-    return StreamAppend(
-        stream_type,
-        sid,
-        expected,
-        [
-            NewEvent(
-                type=d.type,
-                schema_version=d.schema_version,
-                data=d.data,
-                event_id=uuid4(),
-                recorded_at=now,
-                actor_id=ctx.actor_id,
-                correlation_id=ctx.correlation_id,
-                causation_id=ctx.causation_id,
-                metadata=metadata,
-            )
-            for d in events
-        ],
-    )
-
-
-def _recorded(event: object, row: StoredEvent, metadata: Any) -> Recorded[Any]:
-    return Recorded(
-        event=event,
-        type=row.type,
-        schema_version=row.schema_version,
-        stream_type=row.stream_type,
-        stream_id=row.stream_id,
-        version=row.version,
-        position=row.position,
-        event_id=row.event_id,
-        recorded_at=row.recorded_at,
-        actor_id=row.actor_id,
-        correlation_id=row.correlation_id,
-        causation_id=row.causation_id,
-        metadata=metadata,
-    )
