@@ -134,7 +134,8 @@ def decode(codec: Codec, row: StoredEvent) -> Any:
 def record_of(codec: Codec, row: StoredEvent) -> Recorded[Any]:
     """A stored row as its envelope, event and metadata decoded."""
     try:
-        metadata = loads(row.metadata)
+        # Most events carry none: skip the parser for the empty object.
+        metadata = {} if row.metadata == "{}" else loads(row.metadata)
     except ValueError as exc:
         raise StorageError(
             f"corrupt metadata of stream {row.stream_type}/{short(row.stream_id)} "
