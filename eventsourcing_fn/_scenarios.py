@@ -270,7 +270,8 @@ class SqlScenario(_ReactionScenario):
     ) -> None:
         super().__init__(projection, records)
         if connection is None:
-            connection = sqlite3.connect(":memory:")
+            # Closed by a finalizer, which may run in any thread.
+            connection = sqlite3.connect(":memory:", check_same_thread=False)
             weakref.finalize(self, connection.close)
         self.connection = connection
 

@@ -109,7 +109,7 @@ class Worker:
                     if not self.run_once() and not self._stop.is_set():
                         self.store.storage.wait_for_events(self.poll)
             finally:
-                self._release()
+                self.close()
 
     def stop(self) -> None:
         """Ask `run()` to return once the current batch has committed."""
@@ -188,7 +188,8 @@ class Worker:
             exc_info=not isinstance(exc, ReactionError),
         )
 
-    def _release(self) -> None:
+    def close(self) -> None:
+        """Give up every lease this worker holds, so a standby takes over at once."""
         for name in sorted(self._active):
             try:
                 self.store.storage.release(name, self.name)

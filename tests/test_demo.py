@@ -6,7 +6,8 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -66,15 +67,39 @@ def test_demo_starts_then_continues(tmp_path: Path) -> None:
     run_demo(path, say=second.append)
     assert str(path.resolve()) in first[0]
     assert "a new file" in first[1]
-    assert any("rejected" in line and "balance 100" in line for line in first)
-    assert "state at version 3: Account(owner='ann', balance=70)" in first
-    assert "time travel, at version 2: Account(owner='ann', balance=100)" in first
-    assert "continuing at version 3" in second[1]
-    assert "state at version 5: Account(owner='ann', balance=140)" in second
+    assert "continuing at version 5" in second[1]
+    assert "  now, at version 5: Account(owner='ann', balance=2570, held=2500)" in first
+    assert "  now, at version 9: Account(owner='ann', balance=5140, held=5000)" in second
+
+
+def test_demo_tells_every_part(tmp_path: Path) -> None:
+    """Commands, a rejection as a Failure, a projection read at once, a cascade, metadata, time
+    travel and a replay with its progress."""
+    said: list[str] = []
+    ticks: list[tuple[int, int | None]] = []
+
+    @contextmanager
+    def bar(label: str, total: int | None) -> Iterator[Callable[[int, int | None], None]]:
+        assert (label, total) == ("replaying balances", 5)
+        yield lambda done, total: ticks.append((done, total))
+
+    run_demo(tmp_path / "demo.db", say=said.append, bar=bar)
+    text = "\n".join(said)
+    assert "Deposit(amount=100)    -> Deposited(amount=100) at v2" in text
+    assert "-> Failure: InsufficientFunds: 100 available, asked for 1000; nothing appended" in text
+    assert "  balances['acc-1'] = Balance(owner='ann', balance=70, held=0)" in said
+    assert "by 'holds', in the same transaction: HoldPlaced(amount=2500" in text
+    assert "InsufficientFunds: 70 available (2500 on hold), asked for 2000" in text
+    hold = next(line for line in said if line.startswith("  #5 v5 HoldPlaced"))
+    assert "by teller-7, correlation visit-1, caused by #4" in hold
+    assert "metadata {'channel': 'demo'}" in hold
+    assert "  at version 2: Account(owner='ann', balance=100, held=0)" in said
+    assert ticks[-1] == (5, 5)
+    assert any(line.startswith("  replayed 5 events") for line in said)
 
 
 def test_demo_fresh_restarts(tmp_path: Path) -> None:
-    """--fresh deletes the file and starts over."""
+    """--fresh deletes the file (checkpoints and documents included) and starts over."""
     path = tmp_path / "demo.db"
     assert main(["demo", "--store", str(path)]) == 0
     out = subprocess.run(
@@ -84,7 +109,14 @@ def test_demo_fresh_restarts(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert "a new file" in out
-    assert "state at version 3" in out
+    assert "now, at version 5" in out
+
+
+def test_store_option_before_the_command(cli: Cli, tmp_path: Path) -> None:
+    """`--store` may come before `demo`, as with every command."""
+    done = cli("--store", "mine.db", "demo")
+    assert done.returncode == 0
+    assert (tmp_path / "mine.db").exists()
 
 
 def test_bad_arguments_exit_2() -> None:
@@ -94,7 +126,8 @@ def test_bad_arguments_exit_2() -> None:
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
-    assert "invalid choice" in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    assert "No such command 'nonsense'" in done.stderr
 
 
 class TestForeignFiles:

@@ -100,6 +100,23 @@ class TestWriteOnlyStores:
         assert second.view(totals) == 7
         assert gone.run_once() == 0  # its turn has passed: it applies nothing
 
+    def test_close_hands_components_over_at_once(self, storage_factory: StorageFactory) -> None:
+        """A worker that closes gives its leases up: a standby runs them without waiting."""
+        totals = make_totals()
+        first = EventStore(
+            storage_factory(), aggregates=[account], projections=[totals], inline=False
+        )
+        second = EventStore(
+            storage_factory(), aggregates=[account], projections=[totals], inline=False
+        )
+        leaving, standby = Worker(first, lease=30), Worker(second, lease=30)
+        first.execute(account, "a", Open("ann")).unwrap()
+        leaving.run_once()
+        first.execute(account, "a", Deposit(2)).unwrap()
+        assert standby.run_once() == 0
+        leaving.close()
+        assert standby.run_once() == 1
+
     def test_a_stale_runner_applies_nothing(self, storage_factory: StorageFactory) -> None:
         """A runner whose lease passed on while it was away rolls its batch back."""
         totals = make_totals()
