@@ -1,7 +1,7 @@
 """Storage backends: each a `Storage` record of plain callables over the same row shapes."""
 
 from ._memory import memory_storage
-from ._postgres import postgres_schema, postgres_storage
+from ._postgres import UnstorableText, postgres_schema, postgres_storage
 from ._record import (
     Checkpoint,
     NewEvent,
@@ -22,6 +22,7 @@ __all__ = [
     "StoredEvent",
     "StoredSnapshot",
     "StreamAppend",
+    "UnstorableText",
     "VersionConflict",
     "memory_storage",
     "postgres_schema",
