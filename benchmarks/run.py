@@ -6,13 +6,22 @@
     python benchmarks/run.py --quick     # a small smoke run
     python benchmarks/run.py --help      # sizes, repeats, backends, workloads, --profile
 
-Workloads (each result is the median of --repeats runs, every run on a fresh store):
+Workloads (each result is the median of --repeats runs, every run on a fresh store; in catchup,
+a fresh projection over the same log):
   write       N streams x E events, one command = one transaction per stream
   load        load and fold every one of those streams (no snapshots, no caches)
   concurrent  PostgreSQL: W writer threads appending, one thread tailing the global log;
               counts events the tail skipped (committed, yet never seen by it)
   hot         PostgreSQL: P processes executing on ONE stream with max_retries, with and
               without postgres_storage(lock_streams=True); commands/s and conflicts/command
+  catchup     SQLite, PostgreSQL: a log of --catchup-events events (written once per library),
+              then a new projection catching up with it: a fold (a running total) and a
+              document projection (one document per stream); events/s of ours, of a
+              hand-written loop on the same driver and table, and of `eventsourcing`'s
+              projection runner (one commit per event: on the first --catchup-theirs events)
+  inline      execute throughput (one command = one event = one transaction) with 0, 1 and 3
+              inline projections, with a process manager sending one command per trigger,
+              and with that same pair of commands in one transaction by hand
 `raw` rows are the driver alone (sqlite3 / psycopg) writing and reading the same rows, the same
 table, one transaction per stream: the physical limit for this machine.
 """
@@ -24,6 +33,7 @@ import cProfile
 import gc
 import io
 import itertools
+import json
 import multiprocessing
 import os
 import pstats
@@ -35,16 +45,24 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 try:  # the comparison needs `eventsourcing`, installed only in benchmarks/.venv-bench
     from eventsourcing.application import Application
+    from eventsourcing.dispatch import singledispatchmethod
     from eventsourcing.domain import Aggregate as EsAggregate
     from eventsourcing.domain import event
+    from eventsourcing.persistence import InfrastructureFactory, Tracking
+    from eventsourcing.projection import Projection as EsProjection
+    from eventsourcing.projection import ProjectionRunner
+    from eventsourcing.sqlite import SQLiteTrackingRecorder
+    from eventsourcing.utils import Environment
 except ImportError:
     _BENCH_PYTHON = Path(__file__).resolve().parent / ".venv-bench" / "bin" / "python"
     if not _BENCH_PYTHON.exists() or Path(sys.executable) == _BENCH_PYTHON:
@@ -54,8 +72,19 @@ except ImportError:
 import attrs
 from returns.result import Success
 
-from eventsourcing_fn import Aggregate, EventStore
+from eventsourcing_fn import (
+    Aggregate,
+    DocumentProjection,
+    EventStore,
+    ProcessManager,
+    Projection,
+    Recorded,
+    Send,
+)
 from eventsourcing_fn.storage import (
+    NewEvent,
+    Storage,
+    StreamAppend,
     VersionConflict,
     memory_storage,
     sqlite_schema,
@@ -64,14 +93,17 @@ from eventsourcing_fn.storage import (
 
 try:
     import psycopg
+    from eventsourcing.postgres import PostgresTrackingRecorder
+    from psycopg import sql
 
     from eventsourcing_fn.storage import postgres_schema, postgres_storage
 except ImportError:  # without the postgres extra the PostgreSQL workloads are skipped
     psycopg = None  # type: ignore[assignment]
+    PostgresTrackingRecorder = object  # type: ignore[assignment,misc]  # a base never used
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 BACKENDS = ("memory", "sqlite", "postgres")
-WORKLOADS = ("write", "load", "concurrent", "hot")
+WORKLOADS = ("write", "load", "concurrent", "hot", "catchup", "inline")
 
 
 # -- the domain, once per library ------------------------------------------------------------------
@@ -164,6 +196,11 @@ class Config:
     hot_commands: int
     hot_retries: int
     hot_snapshot_every: int
+    catchup_events: int
+    catchup_streams: int
+    catchup_theirs: int
+    inline_commands: int
+    inline_streams: int
     backends: tuple[str, ...]
     workloads: tuple[str, ...]
     dsn: str
@@ -194,6 +231,30 @@ def remove_sqlite(path: Path) -> None:
 
 
 @contextmanager
+def our_storage(
+    backend: str, cfg: Config, *, lock_streams: bool = False, name: str | None = None
+) -> Iterator[Storage]:
+    """A fresh storage of this project on `backend`, in the file `workdir/<name>.db` or the
+    schema `<name>`; closed, its file or schema removed afterwards."""
+    cleanup: Callable[[], None] = lambda: None  # noqa: E731
+    name = name or unique("fn")
+    if backend == "memory":
+        storage = memory_storage()
+    elif backend == "sqlite":
+        path = cfg.workdir / f"{name}.db"
+        storage = sqlite_storage(path)
+        cleanup = lambda: remove_sqlite(path)  # noqa: E731
+    else:
+        storage = postgres_storage(cfg.dsn, schema=name, lock_streams=lock_streams)
+        cleanup = lambda: drop_schema(cfg.dsn, name)  # noqa: E731
+    try:
+        yield storage
+    finally:
+        storage.close()
+        cleanup()
+
+
+@contextmanager
 def our_store(
     backend: str,
     cfg: Config,
@@ -201,32 +262,26 @@ def our_store(
     *,
     lock_streams: bool = False,
     schema: str | None = None,
+    others: Sequence[Aggregate[Any]] = (),
+    projections: Sequence[Projection[Any] | DocumentProjection[Any]] = (),
+    process_managers: Sequence[ProcessManager[Any]] = (),
 ) -> Iterator[EventStore]:
     """A fresh store of this project on `backend`; its file or schema is removed afterwards."""
-    cleanup: Callable[[], None] = lambda: None  # noqa: E731
-    if backend == "memory":
-        storage = memory_storage()
-    elif backend == "sqlite":
-        path = cfg.workdir / f"{unique('fn')}.db"
-        storage = sqlite_storage(path)
-        cleanup = lambda: remove_sqlite(path)  # noqa: E731
-    else:
-        name = schema or unique("fn")
-        storage = postgres_storage(cfg.dsn, schema=name, lock_streams=lock_streams)
-        cleanup = lambda: drop_schema(cfg.dsn, name)  # noqa: E731
-    store = EventStore(storage, aggregates=[aggregate])
-    try:
-        yield store
-    finally:
-        store.close()
-        cleanup()
+    with our_storage(backend, cfg, lock_streams=lock_streams, name=schema) as storage:
+        yield EventStore(
+            storage,
+            aggregates=[aggregate, *others],
+            projections=projections,
+            process_managers=process_managers,
+        )
 
 
 @contextmanager
-def their_app(
+def their_env(
     backend: str, cfg: Config, *, pool_size: int = 5, schema: str | None = None
-) -> Iterator[EsTallies]:
-    """A fresh `eventsourcing` application on `backend`, configured by its own env settings."""
+) -> Iterator[dict[str, str]]:
+    """Settings for a fresh `eventsourcing` database on `backend`, in their own env keys; the
+    file or schema is removed afterwards. Their projection runner takes the same settings."""
     env = {"IS_SNAPSHOTTING_ENABLED": "n"}  # and no AGGREGATE_CACHE_MAXSIZE: no cache
     cleanup: Callable[[], None] = lambda: None  # noqa: E731
     if backend == "memory":
@@ -250,14 +305,25 @@ def their_app(
             "POSTGRES_POOL_SIZE": str(pool_size),
         }
         cleanup = lambda: drop_schema(cfg.dsn, name)  # noqa: E731
-    # Application(env=...) takes exactly the environment variables it would read from
-    # os.environ; passing them here keeps them out of the process (and away from ours).
-    app = EsTallies(env=env)
     try:
-        yield app
+        yield env
     finally:
-        app.close()
         cleanup()
+
+
+@contextmanager
+def their_app(
+    backend: str, cfg: Config, *, pool_size: int = 5, schema: str | None = None
+) -> Iterator[EsTallies]:
+    """A fresh `eventsourcing` application on `backend`, configured by its own env settings."""
+    with their_env(backend, cfg, pool_size=pool_size, schema=schema) as env:
+        # Application(env=...) takes exactly the environment variables it would read from
+        # os.environ; passing them here keeps them out of the process (and away from ours).
+        app = EsTallies(env=env)
+        try:
+            yield app
+        finally:
+            app.close()
 
 
 # -- workloads 1 and 2: write, then load and fold --------------------------------------------------
@@ -645,6 +711,635 @@ def hot_stream(cfg: Config, lock_streams: bool) -> Hot:
     )
 
 
+# -- the projections of workloads 5 and 6 ----------------------------------------------------------
+
+
+@attrs.frozen
+class Balance:
+    """The document of one tally stream."""
+
+    name: str
+    count: int = 0
+    total: int = 0
+
+
+def add_amount(total: int, event: Incremented) -> int:
+    return total + event.amount
+
+
+def open_balance(doc: Balance | None, event: Started) -> Balance | None:
+    return Balance(event.name)
+
+
+def credit_balance(doc: Balance | None, event: Incremented) -> Balance | None:
+    assert doc is not None, "a stream starts with Started"
+    return Balance(doc.name, doc.count + 1, doc.total + event.amount)
+
+
+def count_event(count: int, event: object) -> int:
+    return count + 1
+
+
+def totals_projection(name: str = "totals") -> Projection[int]:
+    """A fold of the whole log into one value: the sum of every amount."""
+    totals = Projection(name, initial=0)
+    totals.on(add_amount)
+    return totals
+
+
+def balances_projection(name: str = "balances") -> DocumentProjection[Balance]:
+    """One document per stream (the default key: the stream id)."""
+    balances = DocumentProjection(name, doc_type=Balance)
+    balances.on(open_balance)
+    balances.on(credit_balance)
+    return balances
+
+
+def counter_projection(name: str = "counter") -> Projection[int]:
+    """An `object` handler: every event of every type and aggregate."""
+    counter = Projection(name, initial=0)
+    counter.on(count_event)
+    return counter
+
+
+# -- workload 5: catching a projection up with an existing log ------------------------------------
+
+
+CATCHUP_KINDS = ("fold", "documents")
+ROUND = 10  # events per stream in each round of the prepared log
+APPEND_STREAMS = 100  # streams per append of a round
+BATCH = 1000  # events per transaction of the hand-written loop: our Runner's batch too
+PAGE = 500  # notifications per page of their pull loop: their subscription's page
+
+
+def per_stream(cfg: Config) -> int:
+    return cfg.catchup_events // cfg.catchup_streams
+
+
+def rounds(cfg: Config) -> Iterator[range]:
+    """The versions each append round writes to every stream, ROUND at a time."""
+    events = per_stream(cfg)
+    for first in range(1, events + 1, ROUND):
+        yield range(first, min(first + ROUND, events + 1))
+
+
+def log_order(cfg: Config) -> Iterator[tuple[int, int]]:
+    """(stream index, version) of every event of the prepared log, in log order."""
+    for versions in rounds(cfg):
+        for stream in range(cfg.catchup_streams):
+            for version in versions:
+                yield stream, version
+
+
+def expected(kind: str, cfg: Config, count: int) -> int:
+    """What a projection holds after the first `count` events of the log: the total of the
+    amounts (version v carries v - 1), or the number of documents (streams started)."""
+    head = list(itertools.islice(log_order(cfg), count))
+    if kind == "fold":
+        return sum(version - 1 for _, version in head)
+    return len({stream for stream, _ in head})
+
+
+def log_event(version: int, now: datetime) -> NewEvent:
+    """A tally stream's event as our store encodes it: Started, then Incremented(v - 1)."""
+    if version == 1:
+        return NewEvent("Started", 1, '{"name":"bench"}', uuid.uuid4(), now)
+    return NewEvent("Incremented", 1, f'{{"amount":{version - 1}}}', uuid.uuid4(), now)
+
+
+def prepare_ours(storage: Storage, cfg: Config) -> None:
+    """Our log, written fast with `storage.append`: each round gives every stream its next
+    ROUND events, so streams interleave as in a live system (a batch of 1,000 events of the
+    log touches 100 streams). One append (one transaction) per APPEND_STREAMS streams of a
+    round: PostgreSQL joins a batch's events to its streams with a nested loop (streams x
+    events rows), so one append of 1,000 streams x 10 events takes 6 s, 100 of them 0.1 s."""
+    ids = [str(uuid.uuid4()) for _ in range(cfg.catchup_streams)]
+    now = datetime.now(UTC)
+    for versions in rounds(cfg):
+        events = {v: log_event(v, now) for v in versions}  # payloads only depend on v
+        for first in range(0, len(ids), APPEND_STREAMS):
+            storage.append(
+                [
+                    StreamAppend(
+                        "tally",
+                        sid,
+                        versions[0] - 1,
+                        [attrs.evolve(events[v], event_id=uuid.uuid4()) for v in versions],
+                    )
+                    for sid in ids[first : first + APPEND_STREAMS]
+                ]
+            )
+
+
+def prepare_theirs(app: EsTallies, cfg: Config) -> None:
+    """The same log in `eventsourcing`, in the same order: each round, every aggregate saved
+    in one `save` (one transaction)."""
+    tallies = [EsTally(name="bench") for _ in range(cfg.catchup_streams)]
+    for versions in rounds(cfg):
+        for tally in tallies:
+            for version in versions:
+                if version > 1:
+                    tally.increment(amount=version - 1)
+        app.save(*tallies)
+
+
+def ours_catchup(storage: Storage, kind: str, cfg: Config) -> float:
+    """A store built with a projection new to the log: it catches up when constructed."""
+    tally = tally_aggregate()
+    projection = (
+        totals_projection(unique(kind)) if kind == "fold" else balances_projection(unique(kind))
+    )
+    seconds, store = timed(
+        lambda: EventStore(storage, aggregates=[tally], projections=[projection])
+    )
+    if isinstance(projection, DocumentProjection):
+        docs = store.documents(projection)
+        got = len(docs)
+        last = per_stream(cfg) - 1
+        assert docs[next(iter(docs))] == Balance("bench", last, last * (last + 1) // 2)
+    else:
+        got = store.view(projection)
+    assert got == expected(kind, cfg, cfg.catchup_events), (kind, got)
+    return seconds  # the store is not closed: closing it would close the shared storage
+
+
+# The hand-written path: the driver alone, reading our events table. Per batch, one transaction:
+# the checkpoint (with the fold's state), 1,000 events (the 4 columns a fold needs), JSON decoded
+# to dicts and folded in memory, then the state or the touched documents (read first, then
+# upserted in one statement) and the checkpoint written.
+
+
+def hand_total(total: int, rows: list[tuple[Any, ...]]) -> int:
+    """The running total after a batch of (position, stream_id, type, data) rows."""
+    for _, _, kind, data in rows:
+        if kind == "Incremented":
+            total += json.loads(data)["amount"]
+    return total
+
+
+def hand_documents(docs: dict[str, dict[str, Any]], rows: list[tuple[Any, ...]]) -> None:
+    """Fold a batch of rows into the documents they touch (loaded already; new ones absent)."""
+    for _, stream_id, kind, data in rows:
+        payload = json.loads(data)
+        if kind == "Started":
+            docs[stream_id] = {"name": payload["name"], "count": 0, "total": 0}
+        elif kind == "Incremented":
+            doc = docs[stream_id]
+            doc["count"] += 1
+            doc["total"] += payload["amount"]
+
+
+def compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+_HAND_SQLITE = """
+CREATE TABLE IF NOT EXISTS hand_checkpoints (
+    name TEXT PRIMARY KEY, position INTEGER NOT NULL, state TEXT
+);
+CREATE TABLE IF NOT EXISTS hand_documents (
+    projection TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (projection, key)
+);
+"""
+
+
+def hand_sqlite(path: Path, kind: str, name: str) -> tuple[float, int]:
+    """sqlite3 alone, at our pragmas, one BEGIN IMMEDIATE ... COMMIT per batch."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous = NORMAL")  # as ours; the file is in WAL mode already
+    conn.executescript(_HAND_SQLITE)
+    select = (
+        "SELECT position, stream_id, type, data FROM events"
+        " WHERE position > ? ORDER BY position LIMIT ?"
+    )
+    upsert_docs = (
+        "INSERT INTO hand_documents (projection, key, data) VALUES (?, ?, ?)"
+        " ON CONFLICT (projection, key) DO UPDATE SET data = excluded.data"
+    )
+    upsert_checkpoint = (
+        "INSERT INTO hand_checkpoints (name, position, state) VALUES (?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET position = excluded.position, state = excluded.state"
+    )
+
+    def batch() -> int:
+        conn.execute("BEGIN IMMEDIATE")
+        found = conn.execute(
+            "SELECT position, state FROM hand_checkpoints WHERE name = ?", (name,)
+        ).fetchone()
+        after, state = found or (0, None)
+        rows = conn.execute(select, (after, BATCH)).fetchall()
+        if rows and kind == "fold":
+            state = str(hand_total(int(state or 0), rows))
+        elif rows:
+            keys = sorted({row[1] for row in rows})
+            marks = ",".join("?" * len(keys))
+            query = (
+                f"SELECT key, data FROM hand_documents WHERE projection = ? AND key IN ({marks})"
+            )
+            docs = {key: json.loads(data) for key, data in conn.execute(query, (name, *keys))}
+            hand_documents(docs, rows)
+            conn.executemany(upsert_docs, [(name, key, compact(docs[key])) for key in keys])
+        if rows:
+            conn.execute(upsert_checkpoint, (name, rows[-1][0], state))
+        conn.execute("COMMIT")
+        return len(rows)
+
+    try:
+        seconds, _ = timed(lambda: all(iter(batch, 0)))  # batches until one is empty
+        if kind == "fold":
+            query, params = "SELECT state FROM hand_checkpoints WHERE name = ?", (name,)
+        else:
+            query, params = "SELECT count(*) FROM hand_documents WHERE projection = ?", (name,)
+        return seconds, int(conn.execute(query, params).fetchone()[0])
+    finally:
+        conn.close()
+
+
+_HAND_POSTGRES = """
+CREATE TABLE IF NOT EXISTS {schema}.hand_checkpoints (
+    name text PRIMARY KEY, position bigint NOT NULL, state text
+);
+CREATE TABLE IF NOT EXISTS {schema}.hand_documents (
+    projection text NOT NULL, key text COLLATE "C" NOT NULL, data json NOT NULL,
+    PRIMARY KEY (projection, key)
+);
+"""
+
+
+def hand_postgres(dsn: str, schema: str, kind: str, name: str) -> tuple[float, int]:
+    """psycopg alone, with what ours does too: the checkpoint row locked (FOR UPDATE), the
+    documents read with `= ANY` and upserted with one `unnest` statement, json columns."""
+
+    def q(text: str) -> sql.Composed:
+        return sql.SQL(text).format(schema=sql.Identifier(schema))  # type: ignore[arg-type]
+
+    checkpoint = q(
+        "SELECT position, state FROM {schema}.hand_checkpoints WHERE name = %s FOR UPDATE"
+    )
+    select = q(
+        "SELECT position, stream_id, type, data::text FROM {schema}.events"
+        " WHERE position > %s ORDER BY position LIMIT %s"
+    )
+    read_docs = q(
+        "SELECT key, data::text FROM {schema}.hand_documents"
+        " WHERE projection = %s AND key = ANY(%s)"
+    )
+    upsert_docs = q(
+        "INSERT INTO {schema}.hand_documents (projection, key, data)"
+        " SELECT %s, k, d::json FROM unnest(%s::text[], %s::text[]) AS t(k, d)"
+        " ON CONFLICT (projection, key) DO UPDATE SET data = excluded.data"
+    )
+    upsert_checkpoint = q(
+        "INSERT INTO {schema}.hand_checkpoints (name, position, state) VALUES (%s, %s, %s)"
+        " ON CONFLICT (name) DO UPDATE SET position = excluded.position, state = excluded.state"
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(q(_HAND_POSTGRES))
+
+        def batch() -> int:
+            with conn.transaction():
+                after, state = conn.execute(checkpoint, (name,)).fetchone() or (0, None)
+                rows = conn.execute(select, (after, BATCH)).fetchall()
+                if rows and kind == "fold":
+                    state = str(hand_total(int(state or 0), rows))
+                elif rows:
+                    keys = sorted({row[1] for row in rows})
+                    docs = {k: json.loads(d) for k, d in conn.execute(read_docs, (name, keys))}
+                    hand_documents(docs, rows)
+                    conn.execute(upsert_docs, (name, keys, [compact(docs[k]) for k in keys]))
+                if rows:
+                    conn.execute(upsert_checkpoint, (name, rows[-1][0], state))
+            return len(rows)
+
+        seconds, _ = timed(lambda: all(iter(batch, 0)))
+        if kind == "fold":
+            query = q("SELECT state FROM {schema}.hand_checkpoints WHERE name = %s")
+        else:
+            query = q("SELECT count(*) FROM {schema}.hand_documents WHERE projection = %s")
+        row = conn.execute(query, (name,)).fetchone()
+        return seconds, int(row[0]) if row else 0
+
+
+def hand_catchup(backend: str, cfg: Config, where: str, kind: str) -> float:
+    name = unique(kind)
+    if backend == "sqlite":
+        seconds, got = hand_sqlite(cfg.workdir / f"{where}.db", kind, name)
+    else:
+        seconds, got = hand_postgres(cfg.dsn, where, kind, name)
+    assert got == expected(kind, cfg, cfg.catchup_events), (kind, got)
+    return seconds
+
+
+# Theirs: 9.5's projection module. A `Projection` is handed (domain event, tracking) pairs and
+# writes a materialised view: a tracking recorder with tables of its own, whose every update
+# commits with the event's tracking record, so each event is one transaction.
+
+
+class EsSqliteView(SQLiteTrackingRecorder):
+    """Their materialised view on SQLite: a total and one row per tally."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            "CREATE TABLE IF NOT EXISTS es_totals (name TEXT PRIMARY KEY, total INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS es_balances (id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+            " count INTEGER NOT NULL, total INTEGER NOT NULL)",
+        ]
+
+    def add_total(self, amount: int, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            self._insert_tracking(c, tracking)
+            c.execute(
+                "INSERT INTO es_totals VALUES ('total', ?)"
+                " ON CONFLICT (name) DO UPDATE SET total = total + excluded.total",
+                (amount,),
+            )
+
+    def open_balance(self, tally_id: str, name: str, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            self._insert_tracking(c, tracking)
+            c.execute("INSERT INTO es_balances VALUES (?, ?, 0, 0)", (tally_id, name))
+
+    def credit_balance(self, tally_id: str, amount: int, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            self._insert_tracking(c, tracking)
+            c.execute(
+                "UPDATE es_balances SET count = count + 1, total = total + ? WHERE id = ?",
+                (amount, tally_id),
+            )
+
+    def result(self, kind: str) -> int:
+        query = (
+            "SELECT sum(total) FROM es_totals"
+            if kind == "fold"
+            else ("SELECT count(*) FROM es_balances")
+        )
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(query)
+            return int(c.fetchone()[0] or 0)
+
+    def reset(self, application_name: str) -> None:
+        """Forget what was projected, for the next run on the same log."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("DELETE FROM tracking WHERE application_name = ?", (application_name,))
+            c.execute("DELETE FROM es_totals")
+            c.execute("DELETE FROM es_balances")
+
+
+class EsPostgresView(PostgresTrackingRecorder):
+    """Their materialised view on PostgreSQL: the same tables and statements."""
+
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        schema = sql.Identifier(datastore.schema)
+        self.totals = sql.SQL("{}.es_totals").format(schema)
+        self.balances = sql.SQL("{}.es_balances").format(schema)
+        self.tracking = sql.SQL("{}.{}").format(schema, sql.Identifier(self.tracking_table_name))
+        self.sql_create_statements += [
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, total bigint NOT NULL)"
+            ).format(self.totals),
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, name text NOT NULL,"
+                " count bigint NOT NULL, total bigint NOT NULL)"
+            ).format(self.balances),
+        ]
+        self.add_total_sql = sql.SQL(
+            "INSERT INTO {} AS t VALUES ('total', %s)"
+            " ON CONFLICT (name) DO UPDATE SET total = t.total + excluded.total"
+        ).format(self.totals)
+        self.open_sql = sql.SQL("INSERT INTO {} VALUES (%s, %s, 0, 0)").format(self.balances)
+        self.credit_sql = sql.SQL(
+            "UPDATE {} SET count = count + 1, total = total + %s WHERE id = %s"
+        ).format(self.balances)
+
+    def add_total(self, amount: int, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            self._insert_tracking(curs, tracking)
+            curs.execute(self.add_total_sql, (amount,), prepare=True)
+
+    def open_balance(self, tally_id: str, name: str, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            self._insert_tracking(curs, tracking)
+            curs.execute(self.open_sql, (tally_id, name), prepare=True)
+
+    def credit_balance(self, tally_id: str, amount: int, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            self._insert_tracking(curs, tracking)
+            curs.execute(self.credit_sql, (amount, tally_id), prepare=True)
+
+    def result(self, kind: str) -> int:
+        query = sql.SQL(
+            "SELECT sum(total) AS n FROM {}" if kind == "fold" else ("SELECT count(*) AS n FROM {}")
+        ).format(self.totals if kind == "fold" else self.balances)
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query)
+            return int(curs.fetchone()["n"] or 0)
+
+    def reset(self, application_name: str) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                sql.SQL("DELETE FROM {} WHERE application_name = %s").format(self.tracking),
+                (application_name,),
+            )
+            curs.execute(sql.SQL("DELETE FROM {}").format(self.totals))
+            curs.execute(sql.SQL("DELETE FROM {}").format(self.balances))
+
+
+class EsTotals(EsProjection[Any]):
+    """Their fold: each Incremented adds to one row; any other event is only tracked."""
+
+    name = "es_totals"
+
+    @singledispatchmethod
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.insert_tracking(tracking)
+
+    @process_event.register(EsTally.Incremented)  # type: ignore[attr-defined]
+    def incremented(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.add_total(domain_event.amount, tracking)
+
+
+class EsBalances(EsProjection[Any]):
+    """Their documents: one row per tally, inserted by Started, updated by Incremented."""
+
+    name = "es_balances"
+
+    @singledispatchmethod
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.insert_tracking(tracking)
+
+    @process_event.register(EsTally.Started)  # type: ignore[attr-defined]
+    def started(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.open_balance(str(domain_event.originator_id), domain_event.name, tracking)
+
+    @process_event.register(EsTally.Incremented)  # type: ignore[attr-defined]
+    def incremented(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.credit_balance(str(domain_event.originator_id), domain_event.amount, tracking)
+
+
+def theirs_catchup_runner(env: dict[str, str], kind: str, last_id: int) -> tuple[float, int]:
+    """PostgreSQL: their `ProjectionRunner` (application, subscription, processing thread) until
+    the view has tracked `last_id`, polled every 10 ms from here."""
+    projection = EsTotals if kind == "fold" else EsBalances
+    gc.collect()
+    begin = time.perf_counter()
+    with ProjectionRunner(
+        application_class=EsTallies,
+        projection_class=projection,
+        view_class=EsPostgresView,
+        env=env,
+    ) as runner:
+        view = runner.view
+        while (view.max_tracking_id(runner.app_name) or 0) < last_id:
+            runner.run_forever(timeout=0.01)  # re-raises an error of the processing thread
+        seconds = time.perf_counter() - begin
+    got = view.result(kind)  # the runner stopped at once, maybe a few events past last_id
+    view.reset(runner.app_name)
+    view.datastore.close()
+    return seconds, got
+
+
+def theirs_catchup_pull(env: dict[str, str], kind: str, count: int) -> tuple[float, int]:
+    """SQLite: 9.5's `ProjectionRunner` needs a subscription, which its SQLite recorder does not
+    offer (NotImplementedError), so this is the runner's loop without its threads: pages of
+    notifications, each event mapped and handed to the projection with its tracking."""
+    projection_class = EsTotals if kind == "fold" else EsBalances
+    gc.collect()
+    begin = time.perf_counter()
+    app = EsTallies(env=env)
+    factory = InfrastructureFactory[Any].construct(env=Environment(projection_class.name, env))
+    view = factory.tracking_recorder(EsSqliteView)
+    projection = projection_class(view=view)
+    to_event, done, last = app.mapper.to_domain_event, 0, 0
+    while done < count:
+        page = app.recorder.select_notifications(last, PAGE, inclusive_of_start=False)
+        for notification in page[: count - done]:
+            projection.process_event(to_event(notification), Tracking(app.name, notification.id))
+        done += min(len(page), count - done)
+        last = page[-1].id
+    seconds = time.perf_counter() - begin
+    got = view.result(kind)
+    view.reset(app.name)
+    factory.close()
+    app.close()
+    return seconds, got
+
+
+def theirs_catchup(backend: str, env: dict[str, str], kind: str, cfg: Config, last: int) -> float:
+    count = min(cfg.catchup_theirs, cfg.catchup_events)
+    if backend == "postgres":
+        seconds, got = theirs_catchup_runner(env, kind, last)
+        assert got >= expected(kind, cfg, count), (kind, got)  # the runner may go a bit further
+    else:
+        seconds, got = theirs_catchup_pull(env, kind, count)
+        assert got == expected(kind, cfg, count), (kind, got)
+    return seconds
+
+
+# -- workload 6: inline projections and a process manager on execute -------------------------------
+
+
+@attrs.frozen
+class Place:
+    amount: int
+
+
+@attrs.frozen
+class Placed:
+    amount: int
+
+
+def placed(state: int, event: Placed) -> int:
+    return state + 1
+
+
+def place(command: Place, state: int) -> Placed:
+    return Placed(command.amount)
+
+
+def order_aggregate() -> Aggregate[int]:
+    order = Aggregate("order", initial=0)
+    order.evolve(placed)
+    order.decide(place)
+    return order
+
+
+def fulfilment(tally: Aggregate[Tally]) -> ProcessManager[None]:
+    """Stateless: each Placed order sends one Bump to the tally stream of the same id."""
+    manager: ProcessManager[None] = ProcessManager("fulfilment")
+
+    def bump_tally(state: None, event: Placed, record: Recorded[Any]) -> Send:
+        return Send(tally, record.stream_id, Bump())
+
+    manager.react(bump_tally)
+    return manager
+
+
+# What runs inline with each command; the last two execute Place on an order stream, the others
+# Bump on a tally stream.
+INLINE_SETUPS = ("none", "1 projection", "3 projections", "process manager", "2 commands by hand")
+
+
+def ours_inline(backend: str, cfg: Config, setup: str) -> float:
+    tally, order = tally_aggregate(), order_aggregate()
+    projections: list[Projection[Any] | DocumentProjection[Any]] = []
+    if setup in ("1 projection", "3 projections"):
+        projections.append(totals_projection())
+    if setup == "3 projections":
+        projections += [balances_projection(), counter_projection()]
+    managers = [fulfilment(tally)] if setup == "process manager" else []
+    ids = [f"s{i}" for i in range(cfg.inline_streams)]
+    with our_store(
+        backend, cfg, tally, others=[order], projections=projections, process_managers=managers
+    ) as store:
+        for sid in ids:  # untimed: every tally stream opened, and its document with it
+            store.execute(tally, sid, Start("bench", 0)).unwrap()
+        seconds, _ = timed(lambda: inline_commands(store, setup, tally, order, ids, cfg))
+        check_inline(store, tally, ids, projections, cfg)
+    return seconds
+
+
+def inline_commands(
+    store: EventStore,
+    setup: str,
+    tally: Aggregate[Tally],
+    order: Aggregate[int],
+    ids: list[str],
+    cfg: Config,
+) -> None:
+    """Round robin over the streams, so streams stay short: no snapshots, and a command loads
+    at most inline_commands / inline_streams + 1 events."""
+    for i in range(cfg.inline_commands):
+        sid = ids[i % len(ids)]
+        if setup == "process manager":
+            store.execute(order, sid, Place(1)).unwrap()  # the manager adds Bump on tally/sid
+        elif setup == "2 commands by hand":
+            with store.transaction():
+                store.execute(order, sid, Place(1)).unwrap()
+                store.execute(tally, sid, Bump()).unwrap()
+        else:
+            store.execute(tally, sid, Bump()).unwrap()
+
+
+def check_inline(
+    store: EventStore,
+    tally: Aggregate[Tally],
+    ids: list[str],
+    projections: list[Projection[Any] | DocumentProjection[Any]],
+    cfg: Config,
+) -> None:
+    bumps = sum(store.load(tally, sid).state.count for sid in ids)
+    assert bumps == cfg.inline_commands, bumps
+    for projection in projections:
+        if isinstance(projection, DocumentProjection):
+            assert len(store.documents(projection)) == len(ids)
+        else:
+            every = len(ids) if projection.name == "counter" else 0  # + the Started events
+            assert store.view(projection) == cfg.inline_commands + every, projection
+
+
 # -- running, reporting ----------------------------------------------------------------------------
 
 
@@ -661,12 +1356,14 @@ def number(value: float | None) -> str:
 
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """Label columns (the first two) and a trailing text column flush left, figures right."""
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    left = {0, 1, len(headers) - 1} if headers[-1] in ("notes", "what runs") else {0, 1}
     line = "  ".join("-" * w for w in widths)
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     print(line)
     for row in rows:
-        cells = [str(c).rjust(w) if i >= 2 else str(c).ljust(w) for i, (c, w) in
+        cells = [str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in
                  enumerate(zip(row, widths, strict=True))]  # fmt: skip
         print("  ".join(cells).rstrip())
 
@@ -775,6 +1472,96 @@ def bench_hot(cfg: Config) -> list[list[str]]:
     return rows
 
 
+def bench_catchup(cfg: Config, backend: str) -> list[list[str]]:
+    """Workload 5 on one backend: each log written once per library, then per repeat and kind,
+    interleaved: ours, the hand-written loop and theirs (on SQLite also at synchronous=NORMAL)."""
+    runs: dict[tuple[str, str], list[float]] = defaultdict(list)
+    count = min(cfg.catchup_theirs, cfg.catchup_events)
+    where = unique("fn")
+    with our_storage(backend, cfg, name=where) as storage, their_env(backend, cfg) as env:
+        seconds, _ = timed(lambda: prepare_ours(storage, cfg))
+        app = EsTallies(env=env)
+        try:
+            theirs, _ = timed(lambda: prepare_theirs(app, cfg))
+            last = app.recorder.select_notifications(1, count)[-1].id
+        finally:
+            app.close()
+        note(f"  {backend}: logs written in {seconds:.1f}s (ours) and {theirs:.1f}s (theirs)")
+        for i in range(cfg.repeats):
+            for kind in CATCHUP_KINDS:
+                for side, work in (
+                    ("ours", partial(ours_catchup, storage, kind, cfg)),
+                    ("hand", partial(hand_catchup, backend, cfg, where, kind)),
+                    ("theirs", partial(theirs_catchup, backend, env, kind, cfg, last)),
+                    ("normal", partial(theirs_normal_catchup, env, kind, cfg, last)
+                               if backend == "sqlite" else None),
+                ):  # fmt: skip
+                    if work is None:
+                        continue
+                    seconds = work()
+                    runs[kind, side].append(seconds)
+                    events = count if side in ("theirs", "normal") else cfg.catchup_events
+                    note(f"  {backend} run {i + 1}: {kind:9} {side:6} {events:,} events in"
+                         f" {seconds:6.2f}s, {events / seconds:9,.0f}/s")  # fmt: skip
+    rows = []
+    for kind in CATCHUP_KINDS:
+        ours, hand = (rate(cfg.catchup_events, runs[kind, s]) for s in ("ours", "hand"))
+        theirs = rate(count, runs[kind, "theirs"])
+        notes = []
+        if count < cfg.catchup_events:
+            notes.append(f"theirs on the first {count:,} events")
+        if runs[kind, "normal"]:
+            notes.append(f"theirs at synchronous=NORMAL: {rate(count, runs[kind, 'normal']):,.0f}")
+        rows.append(
+            [
+                kind,
+                backend,
+                number(ours),
+                number(hand),
+                f"{ours / hand:.0%}",
+                number(theirs),
+                ratio(ours, theirs),
+                "; ".join(notes),
+            ]
+        )
+    return rows
+
+
+def theirs_normal_catchup(env: dict[str, str], kind: str, cfg: Config, last: int) -> float:
+    with their_sqlite_synchronous_normal():
+        return theirs_catchup("sqlite", env, kind, cfg, last)
+
+
+def bench_inline(cfg: Config, backend: str) -> list[list[str]]:
+    """Workload 6 on one backend: every setup on a fresh store, interleaved per repeat."""
+    runs: dict[str, list[float]] = defaultdict(list)
+    for i in range(cfg.repeats):
+        for setup in INLINE_SETUPS:
+            seconds = ours_inline(backend, cfg, setup)
+            runs[setup].append(seconds)
+            note(f"  {backend} run {i + 1}: {setup:18} {cfg.inline_commands:,} commands in"
+                 f" {seconds:6.2f}s, {cfg.inline_commands / seconds:7,.0f}/s")  # fmt: skip
+    rates = {setup: rate(cfg.inline_commands, runs[setup]) for setup in INLINE_SETUPS}
+    what = {
+        "none": "Bump on a tally stream, no component",
+        "1 projection": "+ totals (fold)",
+        "3 projections": "+ totals (fold), balances (documents), counter (object handler)",
+        "process manager": "Place on an order stream; the manager sends Bump to tally/<same id>:"
+        f" {rates['process manager'] / rates['2 commands by hand']:.0%} of the row below",
+        "2 commands by hand": "Place + Bump in one store.transaction(), no component",
+    }
+    return [
+        [
+            setup,
+            backend,
+            number(rates[setup]),
+            f"{rates[setup] / rates['none'] - 1:+.0%}" if setup != "none" else "",
+            what[setup],
+        ]
+        for setup in INLINE_SETUPS
+    ]
+
+
 def print_profile(title: str, profile: cProfile.Profile, wall: float, top: int = 15) -> None:
     """Top functions by own CPU time, then ours by cumulative CPU time; shares of the total."""
     stats = pstats.Stats(profile, stream=io.StringIO())
@@ -807,6 +1594,39 @@ def profile_ours(cfg: Config, backend: str) -> None:
         profile = cProfile.Profile(time.process_time)
         wall, _ = timed(lambda: profile.runcall(ours_load, store, tally, ids, cfg))
         print_profile(f"ours, load+fold on {backend}", profile, wall)
+
+
+def profile_catchup(cfg: Config, backend: str) -> None:
+    """Our catch-up of each kind once more under cProfile, on a log of the configured size."""
+    with our_storage(backend, cfg) as storage:
+        prepare_ours(storage, cfg)
+        for kind in CATCHUP_KINDS:
+            tally = tally_aggregate()
+            projection = (
+                totals_projection(unique(kind))
+                if kind == "fold"
+                else (balances_projection(unique(kind)))
+            )
+            profile = cProfile.Profile(time.process_time)
+            build = partial(EventStore, storage, aggregates=[tally], projections=[projection])
+            wall, _ = timed(partial(profile.runcall, build))
+            print_profile(f"ours, catch-up of {kind} on {backend}", profile, wall)
+
+
+def profile_inline(cfg: Config, backend: str) -> None:
+    """Our execute with the 3 inline projections once more under cProfile."""
+    tally, order = tally_aggregate(), order_aggregate()
+    projections = [totals_projection(), balances_projection(), counter_projection()]
+    ids = [f"s{i}" for i in range(cfg.inline_streams)]
+    with our_store(backend, cfg, tally, others=[order], projections=projections) as store:
+        for sid in ids:
+            store.execute(tally, sid, Start("bench", 0)).unwrap()
+        profile = cProfile.Profile(time.process_time)
+        run = inline_commands
+        wall, _ = timed(
+            lambda: profile.runcall(run, store, "3 projections", tally, order, ids, cfg)
+        )
+        print_profile(f"ours, execute with 3 inline projections on {backend}", profile, wall)
 
 
 def postgres_version(dsn: str) -> str | None:
@@ -846,6 +1666,16 @@ def parse(argv: list[str] | None) -> Config:
     arg("--hot-commands", type=int, default=200, help="commands per hot-stream process (200)")
     arg("--hot-retries", type=int, default=100, help="max_retries on the hot stream (100)")
     arg("--hot-snapshot-every", type=int, default=50, help="hot stream snapshots, 0: none (50)")
+    arg("--catchup-events", type=int, default=100_000, help="events in the catch-up log (100000)")
+    arg("--catchup-streams", type=int, default=1_000, help="streams of that log (1000)")
+    arg(
+        "--catchup-theirs",
+        type=int,
+        default=10_000,
+        help="events `eventsourcing` projects of that log: it commits per event (10000)",
+    )
+    arg("--inline-commands", type=int, default=5_000, help="commands per inline run (5000)")
+    arg("--inline-streams", type=int, default=300, help="streams they go round (300)")
     arg("--backends", default=",".join(BACKENDS), help="comma-separated subset of %(default)s")
     arg("--workloads", default=",".join(WORKLOADS), help="comma-separated subset of %(default)s")
     arg("--dsn", default=DEFAULT_DSN, help="PostgreSQL conninfo (%(default)s)")
@@ -855,13 +1685,15 @@ def parse(argv: list[str] | None) -> Config:
         help="PGOPTIONS='-c synchronous_commit=off' for every PostgreSQL session of the run"
         " (ours, theirs and raw alike): the libraries' cost without the commit flush",
     )
-    arg("--quick", action="store_true", help="smoke run: 300 streams, 1 repeat, small races")
-    arg("--profile", action="store_true", help="then profile our write and load (cProfile)")
+    arg("--quick", action="store_true", help="smoke run: small sizes, 1 repeat, small races")
+    arg("--profile", action="store_true", help="then profile ours in each workload (cProfile)")
     args = parser.parse_args(argv)
     if args.pg_async_commit:  # read by libpq, so by both libraries' connections and raw psycopg
         os.environ["PGOPTIONS"] = "-c synchronous_commit=off"
     if args.quick:
         args.streams, args.repeats, args.writer_commands, args.hot_commands = 300, 1, 20, 20
+        args.catchup_events, args.catchup_streams, args.catchup_theirs = 5_000, 100, 1_000
+        args.inline_commands, args.inline_streams = 300, 50
     backends = tuple(b for b in args.backends.split(",") if b)
     workloads = tuple(w for w in args.workloads.split(",") if w)
     for given, known in ((backends, BACKENDS), (workloads, WORKLOADS)):
@@ -877,6 +1709,11 @@ def parse(argv: list[str] | None) -> Config:
         hot_commands=args.hot_commands,
         hot_retries=args.hot_retries,
         hot_snapshot_every=args.hot_snapshot_every,
+        catchup_events=args.catchup_events,
+        catchup_streams=args.catchup_streams,
+        catchup_theirs=args.catchup_theirs,
+        inline_commands=args.inline_commands,
+        inline_streams=args.inline_streams,
         backends=backends,
         workloads=workloads,
         dsn=args.dsn,
@@ -890,15 +1727,21 @@ def main(argv: list[str] | None = None) -> None:
     cfg = attrs.evolve(cfg, workdir=Path(tempfile.mkdtemp(prefix="eventsourcing_fn_bench_")))
     pg = postgres_version(cfg.dsn) if "postgres" in cfg.backends else None
     backends = [b for b in cfg.backends if b != "postgres" or pg]
+    sql_backends = [b for b in backends if b != "memory"]  # catch-up compares SQL drivers
     print(versions(pg), "|", "PGOPTIONS=" + os.environ.get("PGOPTIONS", ""))
     print(
         f"{cfg.streams:,} streams x {cfg.events} events, median of {cfg.repeats};"
         f" {cfg.writers} writers x {cfg.writer_commands} commands x {cfg.events} events;"
         f" hot stream: {cfg.processes} processes x {cfg.hot_commands} commands,"
-        f" max_retries={cfg.hot_retries}, snapshot_every={cfg.hot_snapshot_every or None}"
+        f" max_retries={cfg.hot_retries}, snapshot_every={cfg.hot_snapshot_every or None};"
+        f" catch-up: {cfg.catchup_events:,} events in {cfg.catchup_streams:,} streams"
+        f" (theirs: the first {min(cfg.catchup_theirs, cfg.catchup_events):,});"
+        f" inline: {cfg.inline_commands:,} commands over {cfg.inline_streams} streams"
     )
     rows: list[list[str]] = []
     hot: list[list[str]] = []
+    catchup: list[list[str]] = []
+    inline: list[list[str]] = []
     began = time.perf_counter()
     try:
         if {"write", "load"} & set(cfg.workloads):
@@ -912,15 +1755,43 @@ def main(argv: list[str] | None = None) -> None:
         if pg and "hot" in cfg.workloads:
             note("hot stream on postgres")
             hot = bench_hot(cfg)
-        print(f"\nevents/s (higher is better), {time.perf_counter() - began:.0f}s in all\n")
-        headers = ["workload", "backend", "ours", "eventsourcing", "ours/theirs"]
-        print_table([*headers, "raw driver", "ours/raw", "notes"], rows)
+        if "catchup" in cfg.workloads:
+            for backend in sql_backends:
+                note(f"catch-up on {backend}")
+                catchup += bench_catchup(cfg, backend)
+        if "inline" in cfg.workloads:
+            for backend in backends:
+                note(f"inline components on {backend}")
+                inline += bench_inline(cfg, backend)
+        print(f"\n{time.perf_counter() - began:.0f}s in all")
+        if rows:
+            print("\nevents/s (higher is better)\n")
+            headers = ["workload", "backend", "ours", "eventsourcing", "ours/theirs"]
+            print_table([*headers, "raw driver", "ours/raw", "notes"], rows)
         if hot:
             print("\nhot stream, ours only: commands/s and version conflicts per command\n")
             print_table(["mode", "writers", "commands/s", "conflicts/cmd", "failed"], hot)
+        if catchup:
+            print(
+                f"\ncatch-up of a new projection over {cfg.catchup_events:,} events: events/s"
+                f" (higher is better); hand-written: the driver alone, batches of {BATCH:,}\n"
+            )
+            headers = ["projection", "backend", "ours", "hand-written", "ours/hand"]
+            print_table([*headers, "eventsourcing", "ours/theirs", "notes"], catchup)
+        if inline:
+            print(
+                f"\ninline components: commands/s, {cfg.inline_commands:,} commands over"
+                f" {cfg.inline_streams} streams, one transaction each\n"
+            )
+            print_table(["components", "backend", "commands/s", "vs none", "what runs"], inline)
         if cfg.profile:
             for backend in backends:
-                profile_ours(cfg, backend)
+                if {"write", "load"} & set(cfg.workloads):
+                    profile_ours(cfg, backend)
+                if "catchup" in cfg.workloads and backend in sql_backends:
+                    profile_catchup(cfg, backend)
+                if "inline" in cfg.workloads:
+                    profile_inline(cfg, backend)
     finally:
         shutil.rmtree(cfg.workdir, ignore_errors=True)
 
