@@ -33,17 +33,13 @@ def stream_id(method: str, value: object, *, optional: bool = False) -> None:
         raise TypeError(f"{method}(stream_id={_r(value)}): a stream id is a str")
     if not value:
         raise ValueError(f"{method}(stream_id=''): a stream id is a non-empty str")
-    problem = _unstorable(value)
+    problem = text(value)
     if problem:
         raise ValueError(f"{method}(stream_id={short(value)}): {problem}")
 
 
 def text(value: str) -> str | None:
     """Why a string cannot be stored in a text column of every backend, or None."""
-    return _unstorable(value)
-
-
-def _unstorable(value: str) -> str | None:
     if "\0" in value:
         return "holds a NUL character, which PostgreSQL text cannot store"
     if not value.isascii():

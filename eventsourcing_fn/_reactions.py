@@ -101,7 +101,7 @@ class Session:
     def position(self, component: Component) -> int:
         """The component's checkpoint position (its replay cursor) as this session leaves it."""
         stored = self.checkpoints.get(component.name)
-        return max(_cursor(stored), self.applied.get(component.name, 0))
+        return max(cursor(stored), self.applied.get(component.name, 0))
 
     def replaying(self, component: Component) -> bool:
         """Whether a replay of the component is under way (its checkpoint says so)."""
@@ -112,7 +112,7 @@ class Session:
         """Mark the replay done: from the next transaction on, writers apply events inline."""
         stored = self.checkpoints.get(component.name)
         if stored is not None and stored.position < 0:
-            done = Checkpoint(stored.name, _cursor(stored), stored.state)
+            done = Checkpoint(stored.name, cursor(stored), stored.state)
             self.storage.write_checkpoints([done])
             self.checkpoints[component.name] = done
 
@@ -174,7 +174,7 @@ class Session:
         except EventSourcingError:
             raise  # the library's own faults (unreadable stored state) are not the handler's
         except Exception as exc:  # the user's handler or key failed: the command fails with it
-            culprit = handler if handler is not None else Handler(_key_fn(component), True)
+            culprit = handler if handler is not None else Handler(component.key, True)  # type: ignore[union-attr,arg-type]
             return Failure(_handler_error(component, culprit, record, exc))
         return Success(True)
 
@@ -339,17 +339,16 @@ class Session:
             name = component.name
             if name not in moved:
                 continue
-            for key_set in [self.dirty_docs.pop(name, set())]:
-                if key_set:
-                    encoded = self._encode_docs(component, key_set)
-                    if isinstance(encoded, Failure):
-                        return encoded
-                    self.storage.put_documents(name, encoded.unwrap())
+            if keys := self.dirty_docs.pop(name, set()):
+                encoded = self._encode_docs(component, keys)
+                if isinstance(encoded, Failure):
+                    return encoded
+                self.storage.put_documents(name, encoded.unwrap())
             state = self._encode_value(component)
             if isinstance(state, Failure):
                 return state
             stored = self.checkpoints.get(name)
-            position = max(_cursor(stored), moved[name])
+            position = max(cursor(stored), moved[name])
             if stored is not None and stored.position < 0:
                 position = -position - 1  # still replaying: keep the mark
             checkpoint = Checkpoint(name, position, state.unwrap())
@@ -397,7 +396,7 @@ class Session:
             )
 
 
-def _cursor(stored: Checkpoint | None) -> int:
+def cursor(stored: Checkpoint | None) -> int:
     """The position a checkpoint stands at. A replay under way is marked by a negative
     position, -cursor - 1: writers leave such a component to the replay."""
     if stored is None:
@@ -415,10 +414,6 @@ def _keyed(component: Component) -> bool:
     return isinstance(component, DocumentProjection) or (
         isinstance(component, ProcessManager) and component.stateful and component.key is not None
     )
-
-
-def _key_fn(component: Component) -> Any:
-    return getattr(component, "key", None) or _key_fn
 
 
 def _key(component: Component, record: Recorded[Any]) -> str | None:

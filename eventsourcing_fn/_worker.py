@@ -27,7 +27,7 @@ from uuid import uuid4
 import attrs
 
 from ._errors import ConfigurationError, ReactionError
-from ._reactions import Component
+from ._reactions import Component, cursor
 from ._replay import NotTheRunner, Runner
 
 if TYPE_CHECKING:
@@ -121,8 +121,7 @@ class Worker:
         out = []
         for component in self.components:
             checkpoint = storage.read_checkpoint(component.name)
-            stored = checkpoint.position if checkpoint else 0
-            position = stored if stored >= 0 else -stored - 1
+            position = cursor(checkpoint)
             oldest = storage.read_all(position, 1)
             lag_seconds = (
                 (datetime.now(UTC) - oldest[0].recorded_at).total_seconds() if oldest else None
@@ -134,7 +133,7 @@ class Worker:
                     lag_events=storage.count_after(position),
                     lag_seconds=lag_seconds,
                     active=component.name in self._active,
-                    replaying=stored < 0,
+                    replaying=checkpoint is not None and checkpoint.position < 0,
                     last_error=self._errors.get(component.name),
                 )
             )

@@ -15,7 +15,7 @@ from .._aggregate import Aggregate
 from .._codec import InvalidPayload
 from .._process import ProcessManager
 from .._projection import DocumentProjection, SqlProjection
-from .._reactions import Component
+from .._reactions import Component, cursor
 from .._store import EventStore
 from ..storage import Checkpoint, StoredEvent
 from . import _render as out
@@ -154,8 +154,7 @@ def _standing(
 ) -> dict[str, Any]:
     storage = inspection.reader.storage
     stored = checkpoint.position if checkpoint is not None else 0
-    # A replay under way keeps its cursor as -cursor - 1, so writers leave the component to it.
-    position = stored if stored >= 0 else -stored - 1
+    position = cursor(checkpoint)  # a replay under way keeps a negative mark
     lag = storage.count_after(position)
     oldest = storage.read_all(position, 1) if lag else []
     behind = (datetime.now(UTC) - oldest[0].recorded_at).total_seconds() if oldest else None
