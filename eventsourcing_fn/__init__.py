@@ -14,8 +14,10 @@ from ._errors import (
     ProcessManagerError,
     ProjectionError,
     ReactionError,
+    StorageDataError,
     StorageError,
     StreamClosedError,
+    TransientStorageError,
     UnknownEventTypeError,
 )
 from ._html import History, Records, Step
@@ -58,8 +60,10 @@ __all__ = [
     "Send",
     "SqlProjection",
     "Step",
+    "StorageDataError",
     "StorageError",
     "StreamClosedError",
+    "TransientStorageError",
     "UnknownEventTypeError",
     "Worker",
     "context",

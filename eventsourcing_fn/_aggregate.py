@@ -7,41 +7,16 @@ from typing import Any, Generic, TypeVar
 
 from returns.result import Failure, Result, Success
 
-from ._annotations import annotated_classes, caller_locals, check_arity
+from ._annotations import caller_locals, check_arity
 from ._arguments import short
 from ._codec import Upcaster
 from ._envelope import Recorded
-from ._errors import CommandError, ConfigurationError, StreamClosedError
+from ._errors import CommandError, ConfigurationError, StreamClosedError, explain
+from ._definitions import describe, redefines
+from ._handlers import Handler, Handlers
 
 S = TypeVar("S")
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class _Dispatch:
-    """Handlers by class, looked up along the MRO so an event subclass finds its base's handler."""
-
-    def __init__(self, kind: str, owner: str) -> None:
-        self.kind = kind
-        self.owner = owner
-        self.handlers: dict[type, Callable[..., Any]] = {}
-        self._cache: dict[type, Callable[..., Any] | None] = {}
-
-    def add(self, cls: type, fn: Callable[..., Any]) -> None:
-        if cls in self.handlers:
-            raise TypeError(
-                f"{self.kind} {fn.__qualname__}: {self.owner} already has a {self.kind} for "
-                f"{cls.__qualname__} ({self.handlers[cls].__qualname__})"
-            )
-        self.handlers[cls] = fn
-        self._cache.clear()
-
-    def get(self, cls: type) -> Callable[..., Any] | None:
-        try:
-            return self._cache[cls]
-        except KeyError:
-            found = next((self.handlers[c] for c in cls.__mro__ if c in self.handlers), None)
-            self._cache[cls] = found
-            return found
 
 
 class Aggregate(Generic[S]):
@@ -63,9 +38,11 @@ class Aggregate(Generic[S]):
         self.snapshot_every = snapshot_every
         self.snapshot_version = snapshot_version
         self.terminal = terminal
-        self._evolvers = _Dispatch("evolve", f"aggregate {name!r}")
-        self._deciders = _Dispatch("decide", f"aggregate {name!r}")
+        owner = f"aggregate {name!r}"
+        self._evolvers = Handlers("evolve", owner, catch_all=False)
+        self._deciders = Handlers("decide", owner, catch_all=False)
         self.upcasters: dict[tuple[str, int], Upcaster] = {}
+        self._upcasts = 0  # changes to `upcasters`, for `revision`
 
     def __repr__(self) -> str:
         return f"Aggregate({self.name!r})"
@@ -73,15 +50,15 @@ class Aggregate(Generic[S]):
     def evolve(self, fn: F) -> F:
         """Register `fn(state, event) -> state` for the event class(es) it annotates."""
         _, event = check_arity(fn, "evolve", (2,))
-        for cls in annotated_classes(fn, event, "evolve", caller_locals()):
-            self._evolvers.add(cls, fn)
+        classes = self._evolvers.classes_of(fn, event, caller_locals())
+        self._evolvers.add(classes, Handler(fn, with_record=False))
         return fn
 
     def decide(self, fn: F) -> F:
         """Register `fn(command, state) -> events` for the command class(es) it annotates."""
         command, _ = check_arity(fn, "decide", (2,))
-        for cls in annotated_classes(fn, command, "decide", caller_locals()):
-            self._deciders.add(cls, fn)
+        classes = self._deciders.classes_of(fn, command, caller_locals())
+        self._deciders.add(classes, Handler(fn, with_record=False))
         return fn
 
     def upcast(self, type_name: str, *, from_version: int) -> Callable[[F], F]:
@@ -90,12 +67,14 @@ class Aggregate(Generic[S]):
         def register(fn: F) -> F:
             check_arity(fn, "upcast", (1,))
             key = (type_name, from_version)
-            if key in self.upcasters:
+            known = self.upcasters.get(key)
+            if known is not None and known is not fn and not redefines(fn, known):
                 raise TypeError(
                     f"upcast {fn.__qualname__}: aggregate {self.name!r} already upcasts "
                     f"{type_name!r} from version {from_version}"
                 )
             self.upcasters[key] = fn
+            self._upcasts += 1
             return fn
 
         return register
@@ -103,16 +82,26 @@ class Aggregate(Generic[S]):
     @property
     def event_classes(self) -> tuple[type, ...]:
         """Every event class this aggregate can evolve by."""
-        return tuple(self._evolvers.handlers)
+        return tuple(self._evolvers.by_class)
+
+    @property
+    def command_classes(self) -> tuple[type, ...]:
+        """Every command class this aggregate decides."""
+        return tuple(self._deciders.by_class)
+
+    @property
+    def revision(self) -> int:
+        """A number that changes whenever a function is registered, so a store sees it."""
+        return self._evolvers.revision + self._deciders.revision + self._upcasts
 
     def evolver(self, event: object) -> Callable[[S, Any], S]:
         """The evolve function for `event`; ConfigurationError when there is none."""
-        fn = self._evolvers.get(type(event))
-        if fn is None:
+        handler = self._evolvers.get(type(event))
+        if handler is None:
             raise ConfigurationError(
-                f"aggregate {self.name!r} has no evolve for event type {type(event).__qualname__}"
+                f"aggregate {self.name!r} has no evolve for event type {describe(type(event))}"
             )
-        return fn
+        return handler.fn
 
     def fold(self, events: Iterable[object], state: S | None = None) -> S:
         """The state after applying `events` (plain or `Recorded`) to `state` (or `initial`)."""
@@ -146,9 +135,9 @@ class Aggregate(Generic[S]):
             )
         decide = self._deciders.get(type(command))
         if decide is None:
-            raise ConfigurationError(f"aggregate {self.name!r} has no decide for command {name}")
+            raise ConfigurationError(self._undecidable(command))
         try:
-            produced = decide(command, current)
+            produced = decide.fn(command, current)
         except Exception as exc:  # raising in decide rejects the command
             return Failure(self._rejected(command, stream_id, exc))
         if isinstance(produced, Failure):
@@ -157,13 +146,18 @@ class Aggregate(Generic[S]):
             produced = produced.unwrap()
         return Success(_as_events(produced))
 
+    def _undecidable(self, command: object) -> str:
+        text = f"aggregate {self.name!r} has no decide for command {describe(type(command))}"
+        if isinstance(command, list | tuple):
+            text += (
+                ": pass commands one by one, not as one list "
+                "(execute(aggregate, stream_id, *commands))"
+            )
+        return text
+
     def _rejected(self, command: object, stream_id: str | None, reason: object) -> CommandError:
         where = f"stream {short(stream_id)}" if stream_id is not None else "a stream"
-        why = (
-            f"{type(reason).__name__}: {reason}"
-            if isinstance(reason, BaseException)
-            else repr(reason)
-        )
+        why = explain(reason)
         return CommandError(
             f"aggregate {self.name!r}, {where}: "
             f"command {type(command).__qualname__} rejected ({why})",

@@ -13,6 +13,7 @@ from uuid import UUID
 import attrs
 import cattrs
 
+from ._definitions import redefines
 from ._errors import ConfigurationError, UnknownEventTypeError
 
 T = TypeVar("T")
@@ -153,26 +154,40 @@ class Codec:
         converter: cattrs.Converter | None = None,
     ) -> None:
         self.converter = converter or make_converter()
-        self._upcasters = dict(upcasters or {})
-        self._by_class: dict[type, tuple[str, int]] = {}
-        self._by_name: dict[str, tuple[type, int]] = {}
-        for cls in classes:
-            self.add(cls)
-        self._readers: dict[tuple[str, int], Callable[[str], Any]] = {}
         self._default = converter is None  # only then are scalar hooks known to be exact
         self._plain: dict[type, tuple[tuple[str, type], ...] | None] = {}
         self._hooks: dict[type, tuple[Callable[[Any], Any], Callable[[Any, type], Any]]] = {}
         self._structures: dict[Any, Callable[[Any, Any], Any]] = {}
+        self.reset(classes, upcasters)
+
+    def reset(
+        self, classes: Iterable[type], upcasters: Mapping[tuple[str, int], Upcaster] | None = None
+    ) -> None:
+        """Know exactly `classes` and `upcasters` from now on (registrations have changed)."""
+        self._upcasters = dict(upcasters or {})
+        self._by_class: dict[type, tuple[str, int]] = {}
+        self._by_name: dict[str, tuple[type, int]] = {}
+        self._readers: dict[tuple[str, int], Callable[[str], Any]] = {}
+        for cls in classes:
+            self.add(cls)
 
     def add(self, cls: type) -> None:
-        """Know `cls` by its type name; two classes claiming one name is a ConfigurationError."""
+        """Know `cls` by its type name; two classes claiming one name is a ConfigurationError.
+
+        A re-run definition of a known class (same module and qualified name) takes its place,
+        so events read from now on are instances of the newer class.
+        """
         name, version = type_info(cls)
         known = self._by_name.get(name)
         if known is not None and known[0] is not cls:
-            raise ConfigurationError(
-                f"event type name {name!r} is claimed by both {known[0].__qualname__} "
-                f"and {cls.__qualname__}"
-            )
+            if not redefines(cls, known[0]):
+                one, other = known[0].__qualname__, cls.__qualname__
+                if one == other:  # two classes that print alike: their modules tell them apart
+                    one, other = _qualified(known[0]), _qualified(cls)
+                raise ConfigurationError(
+                    f"event type name {name!r} is claimed by both {one} and {other}"
+                )
+            self._readers = {k: v for k, v in self._readers.items() if k[0] != name}
         self._by_name[name] = (cls, version)
         self._by_class[cls] = (name, version)
 
@@ -183,7 +198,13 @@ class Codec:
     def name_of(self, cls: type) -> tuple[str, int]:
         """(type name, version) for an event class, registered or not."""
         info = self._by_class.get(cls)
-        return info if info is not None else type_info(cls)
+        if info is not None:
+            return info
+        info = type_info(cls)
+        known = self._by_name.get(info[0])
+        if known is not None and redefines(cls, known[0]):  # a re-run class cell: it wins
+            self.add(cls)
+        return info
 
     def encode(self, obj: Any) -> str:
         """JSON text of `obj`, checked to read back equal; `InvalidPayload` otherwise."""
@@ -325,6 +346,11 @@ def _plain_fields(cls: type) -> tuple[tuple[str, type], ...] | None:
     if not all(f.type in _SCALARS and f.init and f.alias == f.name for f in fields):
         return None
     return tuple((f.name, f.type) for f in fields)
+
+
+def _qualified(cls: type) -> str:
+    """`module.Qualname` of a class."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _clip(value: object, limit: int = 80) -> str:

@@ -19,7 +19,7 @@ from returns.result import Failure
 
 from ._aggregate import Aggregate
 from ._envelope import Recorded, context
-from ._errors import StorageError
+from ._errors import StorageError, explain
 from ._process import ProcessManager, Send
 from ._projection import DocumentProjection
 from ._store import EventStore
@@ -246,7 +246,7 @@ def _execute(
     result = store.execute(account, _STREAM, command)
     if isinstance(result, Failure):
         reason = result.failure().reason
-        say(f"  {command!r:<22} -> Failure: {type(reason).__name__}: {reason}; nothing appended")
+        say(f"  {command!r:<22} -> Failure: {explain(reason)}; nothing appended")
         return ()
     outcome = result.unwrap()
     made = ", ".join(f"{r.event!r} at v{r.version}" for r in outcome.events)

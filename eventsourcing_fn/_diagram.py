@@ -131,7 +131,7 @@ class _Model:
         group = _Group(f"a{len(self.groups) + 1}", aggregate.name)
         self.groups.append(group)
         names = {**self.names, **_own_names(aggregate)}
-        deciders = aggregate._deciders.handlers
+        deciders = {c: h.fn for c, h in aggregate._deciders.by_class.items()}
         for command in deciders:
             self.node("command", command, command.__name__, group)
         for cls in aggregate.event_classes:
@@ -225,7 +225,7 @@ def _namespace(
 
 
 def _own_names(aggregate: Aggregate[Any]) -> dict[str, type]:
-    classes: Iterable[type] = [*aggregate._deciders.handlers, *aggregate.event_classes]
+    classes: Iterable[type] = [*aggregate.command_classes, *aggregate.event_classes]
     return {cls.__name__: cls for cls in classes}
 
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 
+def explain(reason: object) -> str:
+    """A cause in a message: `Type: message`, just `Type` when it has no message, else repr."""
+    if isinstance(reason, BaseException):
+        text = str(reason)
+        return f"{type(reason).__name__}: {text}" if text else type(reason).__name__
+    return repr(reason)
+
+
 class EventSourcingError(Exception):
     """Base of every error this library raises or returns."""
 
 
-class ConfigurationError(EventSourcingError):
-    """Bad wiring: a programming error, raised rather than returned."""
+class ConfigurationError(EventSourcingError, TypeError):
+    """Bad wiring: a programming error, raised rather than returned (also a `TypeError`)."""
 
 
 class CommandError(EventSourcingError):
@@ -85,3 +93,13 @@ class UnknownEventTypeError(EventSourcingError):
 
 class StorageError(EventSourcingError):
     """A storage fault: corrupt rows, an unreadable database file, a lost connection."""
+
+
+class TransientStorageError(StorageError):
+    """A fault that may pass: a lost connection, an exhausted pool, a lock or serialization
+    timeout. Retrying the whole operation is safe."""
+
+
+class StorageDataError(StorageError):
+    """Stored data that cannot be read: a corrupt row or an undecodable payload. Retrying the
+    same read gives the same error."""

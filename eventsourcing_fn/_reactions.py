@@ -30,6 +30,7 @@ from ._errors import (
     ProcessManagerError,
     ProjectionError,
     ReactionError,
+    explain,
 )
 from ._handlers import Handler
 from ._process import ProcessManager, Send
@@ -305,7 +306,7 @@ class Session:
         except Exception as exc:  # stored state that no longer reads: a fault, named
             raise ProjectionError(
                 f"{_kind(component)} {component.name!r}: cannot read its stored state as"
-                f" {getattr(cls, '__qualname__', cls)}: {type(exc).__name__}: {exc}"
+                f" {getattr(cls, '__qualname__', cls)}: {explain(exc)}"
             ) from exc
 
     def reset(self, component: Component) -> None:
@@ -458,7 +459,7 @@ def _handler_error(
     error_type = ProcessManagerError if isinstance(component, ProcessManager) else ProjectionError
     return error_type(
         f"{_kind(component)} {component.name!r}: handler {handler.name} failed on"
-        f" {_where(record)}: {type(exc).__name__}: {exc}; nothing appended",
+        f" {_where(record)}: {explain(exc)}; nothing appended",
         reason=exc,
     )
 

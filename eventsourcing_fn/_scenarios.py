@@ -21,7 +21,7 @@ import attrs
 
 from ._codec import type_info
 from ._envelope import Recorded
-from ._errors import ProcessManagerError, ProjectionError, ReactionError
+from ._errors import ProcessManagerError, ProjectionError, ReactionError, explain
 from ._handlers import Handlers
 from ._html import documents_html, records_html, state_html
 from ._process import ProcessManager, Send
@@ -180,7 +180,7 @@ class _ReactionScenario:
         )
         return error_type(
             f"{self._kind} {self._component.name!r}: {what} failed {where}:"
-            f" {type(exc).__name__}: {exc}",
+            f" {explain(exc)}",
             reason=exc,
         )
 

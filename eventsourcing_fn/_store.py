@@ -76,19 +76,13 @@ class EventStore:
         self.storage = storage if storage is not None else memory_storage()
         self.inline = inline
         self._aggregates: dict[str, Aggregate[Any]] = {}
-        upcasters: dict[tuple[str, int], Upcaster] = {}
         for aggregate in aggregates:
             if aggregate.name in self._aggregates:
                 raise ConfigurationError(f"two aggregates are named {aggregate.name!r}")
             self._aggregates[aggregate.name] = aggregate
-            for key, fn in aggregate.upcasters.items():
-                if upcasters.setdefault(key, fn) is not fn:
-                    raise ConfigurationError(
-                        f"two upcasters for event type {key[0]!r} from version {key[1]}"
-                    )
-        self.codec = Codec(
-            (cls for a in aggregates for cls in a.event_classes), upcasters, converter
-        )
+        self.codec = Codec((), None, converter)
+        self._revisions: tuple[int, ...] = ()
+        self._sync()
         self._locks = StreamLocks()
         self._in_transaction: ContextVar[bool] = ContextVar("in_transaction", default=False)
         self._pending: ContextVar[list[Recorded[Any]] | None] = ContextVar("pending", default=None)
@@ -352,6 +346,7 @@ class EventStore:
     def read_all(self, after: int = 0) -> Iterator[Recorded[Any]]:
         """The global log after position `after`, in position order."""
         _arguments.position("read_all", "after", after)
+        self._sync()
         return self._read_all(after)
 
     def _read_all(self, after: int) -> Iterator[Recorded[Any]]:
@@ -404,6 +399,7 @@ class EventStore:
 
     def catch_up(self, progress: Progress | None = None) -> int:
         """Apply the log after each component's checkpoint; the number of events processed."""
+        self._sync()
         return self._runner.run(self._components, fresh=False, progress=progress)
 
     def replay(self, component: Component, progress: Progress | None = None) -> int:
@@ -413,6 +409,7 @@ class EventStore:
 
     def rebuild(self, progress: Progress | None = None) -> int:
         """Replay every checkpointed component from scratch."""
+        self._sync()
         return self._runner.run(self._components, fresh=True, progress=progress)
 
     def replay_stream(self, component: Component, stream_id: str) -> None:
@@ -424,6 +421,7 @@ class EventStore:
     def _worker_runner(self, batch: int) -> Runner:
         """A runner for workers: sent commands' events go to the log only, and a sent command
         its aggregate rejects is logged and skipped."""
+        self._sync()
         runner = Runner(
             self.storage,
             self.codec,
@@ -437,13 +435,44 @@ class EventStore:
 
     def _check_component(self, component: object) -> None:
         if not any(c is component for c in self._components):
+            same = [c for c in self._components if c.name == getattr(component, "name", None)]
+            if same:
+                raise ConfigurationError(
+                    f"a different {component!r} object than this store was built with: "
+                    "re-run the store cell (or build the store after the component)"
+                )
             raise ConfigurationError(f"{component!r} is not registered with this store")
+        self._sync()
 
     # -- helpers --------------------------------------------------------------------------
 
     def _check(self, aggregate: Aggregate[Any]) -> None:
-        if self._aggregates.get(getattr(aggregate, "name", None)) is not aggregate:  # type: ignore[arg-type]
+        name = getattr(aggregate, "name", None)
+        known = self._aggregates.get(name) if isinstance(name, str) else None
+        if known is not aggregate:
+            if known is not None:  # the aggregate's cell ran again after the store's
+                raise ConfigurationError(
+                    f"a different {aggregate!r} object than this store was built with: "
+                    "re-run the store cell (or build the store after the aggregate)"
+                )
             raise ConfigurationError(f"{aggregate!r} is not registered with this store")
+        self._sync()
+
+    def _sync(self) -> None:
+        """Read the aggregates' current registrations when any changed since last time."""
+        revisions = tuple(a.revision for a in self._aggregates.values())
+        if revisions == self._revisions:
+            return
+        upcasters: dict[tuple[str, int], Upcaster] = {}
+        for aggregate in self._aggregates.values():
+            for key, fn in aggregate.upcasters.items():
+                if upcasters.setdefault(key, fn) is not fn:
+                    raise ConfigurationError(
+                        f"two upcasters for event type {key[0]!r} from version {key[1]}"
+                    )
+        classes = [c for a in self._aggregates.values() for c in a.event_classes]
+        self.codec.reset(classes, upcasters)
+        self._revisions = revisions
 
     def _decode(self, row: StoredEvent) -> Any:
         return decode(self.codec, row)

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from ._codec import Codec
-from ._errors import ProjectionError
+from ._errors import ProjectionError, explain
 from ._html import documents_html
 from .storage import Storage
 
@@ -63,5 +63,5 @@ def _decode(codec: Codec, name: str, text: str, cls: Any, key: str | None = None
         where = f" document {key!r}" if key is not None else ""
         raise ProjectionError(
             f"component {name!r}{where}: cannot read its stored state as"
-            f" {getattr(cls, '__qualname__', cls)}: {type(exc).__name__}: {exc}"
+            f" {getattr(cls, '__qualname__', cls)}: {explain(exc)}"
         ) from exc

@@ -26,7 +26,7 @@ from uuid import uuid4
 
 import attrs
 
-from ._errors import ConfigurationError, ReactionError
+from ._errors import ConfigurationError, ReactionError, explain
 from ._reactions import Component, cursor
 from ._replay import NotTheRunner, Runner
 
@@ -174,7 +174,7 @@ class Worker:
         failures = self._failures[name] = self._failures.get(name, 0) + 1
         delay = min(self.max_backoff, 0.1 * 2 ** (failures - 1))
         self._retry_at[name] = time.monotonic() + delay
-        self._errors[name] = f"{type(exc).__name__}: {exc}"
+        self._errors[name] = f"{explain(exc)}"
         _log.error(
             "worker %s: component %r failed (attempt %d, next in %.1f s): %s: %s",
             self.name,

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from .._errors import ConfigurationError, EventSourcingError, StorageError
+from .._errors import ConfigurationError, EventSourcingError, StorageError, explain
 from .._store import EventStore
 from . import _inspect, _run
 from ._errors import BadInput, one_line
@@ -64,7 +64,7 @@ def _exit_code(run: Callable[[], Any]) -> int:
     except (BadInput, ConfigurationError) as exc:
         return _fail(_where(), str(exc), 2)
     except EventSourcingError as exc:  # a fault while running: named, one line, no traceback
-        return _fail(_where(), f"{type(exc).__name__}: {exc}", 1)
+        return _fail(_where(), f"{explain(exc)}", 1)
     except typer.Abort:
         return _fail(PROG, "aborted", 1)
     except Exception as exc:

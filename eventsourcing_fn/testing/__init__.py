@@ -17,14 +17,14 @@ from typing import Any, overload
 
 from returns.result import Failure
 
-from ._aggregate import Aggregate
-from ._codec import Codec, dumps
-from ._decision import Decided, decide_all
-from ._envelope import Recorded
-from ._errors import CommandError
-from ._process import ProcessManager
-from ._projection import DocumentProjection, Projection, SqlProjection
-from ._scenarios import (
+from .._aggregate import Aggregate
+from .._codec import Codec, dumps
+from .._decision import Decided, decide_all
+from .._envelope import Recorded
+from .._errors import CommandError
+from .._process import ProcessManager
+from .._projection import DocumentProjection, Projection, SqlProjection
+from .._scenarios import (
     DocumentScenario,
     ProcessScenario,
     ProjectionScenario,
