@@ -10,9 +10,9 @@ from returns.result import Failure, Result, Success
 from ._annotations import caller_locals, check_arity
 from ._arguments import short
 from ._codec import Upcaster
+from ._definitions import describe, redefines
 from ._envelope import Recorded
 from ._errors import CommandError, ConfigurationError, StreamClosedError, explain
-from ._definitions import describe, redefines
 from ._handlers import Handler, Handlers
 
 S = TypeVar("S")
@@ -93,6 +93,14 @@ class Aggregate(Generic[S]):
     def revision(self) -> int:
         """A number that changes whenever a function is registered, so a store sees it."""
         return self._evolvers.revision + self._deciders.revision + self._upcasts
+
+    def handles_event(self, cls: type) -> bool:
+        """Whether events of `cls` have an evolve here."""
+        return self._evolvers.get(cls) is not None
+
+    def handles_command(self, cls: type) -> bool:
+        """Whether commands of `cls` have a decide here."""
+        return self._deciders.get(cls) is not None
 
     def evolver(self, event: object) -> Callable[[S, Any], S]:
         """The evolve function for `event`; ConfigurationError when there is none."""

@@ -20,6 +20,7 @@ from typing import Any, Self, TypeVar
 import attrs
 
 from ._codec import type_info
+from ._definitions import alike_note
 from ._envelope import Recorded
 from ._errors import ProcessManagerError, ProjectionError, ReactionError, explain
 from ._handlers import Handlers
@@ -165,12 +166,19 @@ class _ReactionScenario:
             ) from actual.reason
         return actual
 
-    def _check(self, title: str, expected: list[str], actual: list[str], equal: bool) -> None:
+    def _check(
+        self,
+        title: str,
+        expected: list[str],
+        actual: list[str],
+        equal: bool,
+        values: tuple[object, object],
+    ) -> None:
         if equal:
             return
         message = _side_by_side(f"expected {title}", expected, f"actual {title}", actual)
-        if expected == actual:  # e.g. a Send to another aggregate of the same name
-            message += "\n  (alike as text, yet not equal: an object differs in identity or type)"
+        if expected == actual:  # a stale class, or a Send to another aggregate of one name
+            message += "\n" + alike_note(*values)
         raise AssertionError(message)
 
     def _failure(self, what: str, record: Recorded[Any] | None, exc: Exception) -> ReactionError:
@@ -179,8 +187,7 @@ class _ReactionScenario:
             ProcessManagerError if isinstance(self._component, ProcessManager) else ProjectionError
         )
         return error_type(
-            f"{self._kind} {self._component.name!r}: {what} failed {where}:"
-            f" {explain(exc)}",
+            f"{self._kind} {self._component.name!r}: {what} failed {where}: {explain(exc)}",
             reason=exc,
         )
 
@@ -193,7 +200,7 @@ class ProjectionScenario(_ReactionScenario):
     def then_state(self, state: object) -> ProjectionScenario:
         """Assert the view after folding the given events from `initial`."""
         actual = self._succeeded("expected state", [repr(state)])
-        self._check("state", [repr(state)], [repr(actual)], actual == state)
+        self._check("state", [repr(state)], [repr(actual)], actual == state, (state, actual))
         return self
 
     def _run(self) -> Any:
@@ -222,7 +229,13 @@ class DocumentScenario(_ReactionScenario):
         """Assert the documents, `{key: doc}`, after the given events (deleted ones absent)."""
         expected = _mapping_lines(documents)
         actual = self._succeeded("expected documents", expected)
-        self._check("documents", expected, _mapping_lines(actual), actual == dict(documents))
+        self._check(
+            "documents",
+            expected,
+            _mapping_lines(actual),
+            actual == dict(documents),
+            (dict(documents), actual),
+        )
         return self
 
     def _run(self) -> Any:
@@ -292,7 +305,9 @@ class SqlScenario(_ReactionScenario):
         expected = [tuple(row) for row in rows]
         self._succeeded("expected rows", _lines(expected))
         actual = self.query(sql, params)
-        self._check("rows", _lines(expected), _lines(actual), actual == expected)
+        self._check(
+            "rows", _lines(expected), _lines(actual), actual == expected, (expected, actual)
+        )
         return self
 
     def _run(self) -> Any:
@@ -356,7 +371,9 @@ class ProcessScenario(_ReactionScenario):
     def then_sends(self, *sends: Send) -> ProcessScenario:
         """Assert the reactions sent exactly `sends` (none if empty), in order."""
         actual = self._succeeded("expected sends", _lines(sends)).sends
-        self._check("sends", _lines(sends), _lines(actual), list(actual) == list(sends))
+        self._check(
+            "sends", _lines(sends), _lines(actual), list(actual) == list(sends), (sends, actual)
+        )
         return self
 
     def then_state(self, state: object, *, key: str | None = None) -> ProcessScenario:
@@ -375,7 +392,7 @@ class ProcessScenario(_ReactionScenario):
             expected = [repr(state)]
             outcome = self._succeeded("expected state", expected).state
             actual = outcome if key is None else outcome.get(key, manager.initial)
-            self._check("state", expected, [repr(actual)], actual == state)
+            self._check("state", expected, [repr(actual)], actual == state, (state, actual))
             return self
         if not isinstance(state, Mapping):
             raise TypeError(
@@ -384,7 +401,9 @@ class ProcessScenario(_ReactionScenario):
             )
         expected = _mapping_lines(state)
         states = self._succeeded("expected states", expected).state
-        self._check("states", expected, _mapping_lines(states), states == dict(state))
+        self._check(
+            "states", expected, _mapping_lines(states), states == dict(state), (state, states)
+        )
         return self
 
     def _run(self) -> Any:
