@@ -192,19 +192,24 @@ class Codec:
         self._by_class[cls] = (name, version)
 
     def knows(self, cls: type) -> bool:
-        """Whether `cls` is one of this codec's event classes."""
-        return cls in self._by_class
+        """Whether `cls` is one of this codec's event classes (or a re-run definition of one)."""
+        return cls in self._by_class or self._adopt(cls)
 
     def name_of(self, cls: type) -> tuple[str, int]:
         """(type name, version) for an event class, registered or not."""
         info = self._by_class.get(cls)
         if info is not None:
             return info
-        info = type_info(cls)
-        known = self._by_name.get(info[0])
-        if known is not None and redefines(cls, known[0]):  # a re-run class cell: it wins
-            self.add(cls)
-        return info
+        self._adopt(cls)
+        return type_info(cls)
+
+    def _adopt(self, cls: type) -> bool:
+        """Take `cls` in place of the known class it redefines (a re-run class cell wins)."""
+        known = self._by_name.get(type_info(cls)[0])
+        if known is None or not redefines(cls, known[0]):
+            return False
+        self.add(cls)
+        return True
 
     def encode(self, obj: Any) -> str:
         """JSON text of `obj`, checked to read back equal; `InvalidPayload` otherwise."""

@@ -58,7 +58,7 @@ def _encode(
         raise ConfigurationError(
             f"aggregate {aggregate.name!r} emitted {cls.__qualname__}, "
             "which the store does not know: give it an evolve of its own (a subclass does not "
-            "inherit its base's type name), registered before the EventStore is built"
+            "inherit its base's type name)"
         )
     type_name, version = codec.name_of(cls)
     try:

@@ -16,6 +16,17 @@ def explain(reason: object) -> str:
 class EventSourcingError(Exception):
     """Base of every error this library raises or returns."""
 
+    def __repr__(self) -> str:
+        reason = getattr(self, "reason", None)
+        first = [f"reason={reason!r}"] if reason is not None else []
+        return f"{type(self).__name__}({', '.join([*first, repr(str(self))])})"
+
+    def _repr_html_(self) -> str:
+        # Rendering depends on errors, not the other way round: import it late.
+        from ._html import error_html
+
+        return error_html(self)
+
 
 class ConfigurationError(EventSourcingError, TypeError):
     """Bad wiring: a programming error, raised rather than returned (also a `TypeError`)."""
@@ -103,3 +114,24 @@ class TransientStorageError(StorageError):
 class StorageDataError(StorageError):
     """Stored data that cannot be read: a corrupt row or an undecodable payload. Retrying the
     same read gives the same error."""
+
+
+# Tracebacks and reprs name the public path (eventsourcing_fn.CommandError), where users
+# import and catch these, rather than this private module.
+for _error in (
+    EventSourcingError,
+    ConfigurationError,
+    CommandError,
+    ConcurrencyError,
+    EventValidationError,
+    StreamClosedError,
+    ReactionError,
+    InfiniteLoopError,
+    ProjectionError,
+    ProcessManagerError,
+    UnknownEventTypeError,
+    StorageError,
+    TransientStorageError,
+    StorageDataError,
+):
+    _error.__module__ = "eventsourcing_fn"

@@ -9,16 +9,17 @@ from __future__ import annotations
 import dataclasses
 import enum
 import html
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Generic, NamedTuple, SupportsIndex, TypeVar, overload
+from typing import Any, Generic, SupportsIndex, TypeVar, overload
 from uuid import UUID
 
 import attrs
 
 from ._aggregate import Aggregate
 from ._envelope import Loaded, Outcome, Recorded
+from ._errors import explain
 
 S = TypeVar("S")
 _MAX_ROWS = 40  # a longer table shows its first and last rows
@@ -46,11 +47,32 @@ class Records(list[Recorded[Any]]):
         return records_html(self, caption=_count(len(self), "event"))
 
 
-class Step(NamedTuple, Generic[S]):
-    """One event of a stream beside the aggregate's state after it."""
+@attrs.frozen
+class Step(Mapping[str, Any], Generic[S]):
+    """One event of a stream beside the aggregate's state after it.
+
+    Also a mapping (a table row) of version, position, recorded_at, type, event and state, so
+    `pandas.DataFrame(history)` has those columns.
+    """
 
     record: Recorded[Any]
     state: S
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "state":
+            return self.state
+        if key in _STEP_KEYS:
+            return getattr(self.record, key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_STEP_KEYS)
+
+    def __len__(self) -> int:
+        return len(_STEP_KEYS)
+
+
+_STEP_KEYS = ("version", "position", "recorded_at", "type", "event", "state")
 
 
 class History(list[Step[S]], Generic[S]):
@@ -173,6 +195,48 @@ def history_html(history: Sequence[Step[Any]]) -> str:
     stream = f" of {history[0].record.stream_type}/{history[0].record.stream_id}"
     caption = f"History{stream}: {_count(len(history), 'event')}"
     return table([*event_headers, *state_columns], rows, caption=caption, groups=groups)
+
+
+def error_html(error: BaseException) -> str:
+    """An error of ours: the reason first, then the message and the fields it carries."""
+    fields = {k: v for k, v in vars(error).items() if not k.startswith("_")}
+    reason = fields.pop("reason", None)
+    rows = [["reason", _cell(explain(reason))]] if reason is not None else []
+    rows.append(["message", _cell(str(error))])
+    rows += [[_cell(k), _cell(_show(v))] for k, v in fields.items() if v is not None]
+    return table(["", ""], rows, caption=f"{type(error).__module__}.{type(error).__qualname__}")
+
+
+def store_html(
+    storage: str,
+    aggregates: Sequence[Aggregate[Any]],
+    components: Sequence[Any],
+    listeners: Sequence[Any],
+    inline: bool,
+) -> str:
+    """A store: its storage, each aggregate's commands and events, each component."""
+    rows = [
+        [
+            "aggregate",
+            _cell(a.name),
+            _cell(", ".join(c.__qualname__ for c in a.command_classes)),
+            _cell(", ".join(c.__qualname__ for c in a.event_classes)),
+        ]
+        for a in aggregates
+    ]
+    for component in [*components, *listeners]:
+        kind = type(component).__name__
+        handled = dict.fromkeys(c.__qualname__ for t in _tables(component) for c in t.by_class)
+        rows.append([_cell(kind), _cell(component.name), "", _cell(", ".join(handled))])
+    mode = "inline" if inline else "inline=False (workers apply components)"
+    caption = f"EventStore on {storage} storage, {mode}"
+    return table(["kind", "name", "commands", "events"], rows, caption=caption)
+
+
+def _tables(component: Any) -> list[Any]:
+    """The handler tables of a projection, process manager or listener."""
+    names = ("handlers", "reactions", "first", "then")
+    return [t for t in (getattr(component, n, None) for n in names) if t is not None]
 
 
 def table(

@@ -34,7 +34,7 @@ from ._errors import (
     ConfigurationError,
     EventSourcingError,
 )
-from ._html import History, Records, history_of
+from ._html import History, Records, history_of, store_html
 from ._listener import Listener, notify
 from ._loading import load_state, maybe_snapshot
 from ._process import ProcessManager, Send
@@ -109,6 +109,15 @@ class EventStore:
         if not self.inline:
             parts.append("inline=False")
         return f"EventStore({', '.join(parts)})"
+
+    def _repr_html_(self) -> str:
+        return store_html(
+            self.storage.name,
+            list(self._aggregates.values()),
+            self._components,
+            self._listeners,
+            self.inline,
+        )
 
     def __enter__(self) -> EventStore:
         return self
@@ -336,7 +345,8 @@ class EventStore:
         return Records(self._record(row) for row in rows)
 
     def history(self, aggregate: Aggregate[S], stream_id: str) -> History[S]:
-        """Each event of one stream beside the state after it: `Step(record, state)`s."""
+        """Each event of one stream beside the state after it: `Step(record, state)`s, each a
+        mapping of version, position, recorded_at, type, event and state (a row for pandas)."""
         return history_of(aggregate, self.events(aggregate, stream_id))
 
     def diagram(self) -> Diagram:

@@ -338,17 +338,37 @@ class TestHistory:
         assert len(store.history(account, "a")) == 3
         assert reads == ["a"]
 
-    def test_steps_unpack_as_record_and_state(self) -> None:
-        """A step is a (record, state) pair; slices of a history are histories."""
+    def test_steps_hold_record_and_state(self) -> None:
+        """A step holds the record and the state after it; slices of a history are histories."""
         store = bank()
         store.execute(account, "a", Open("ann"), Deposit(5)).unwrap()
         history = store.history(account, "a")
-        (first, before), (last, after) = history
+        first, before = history[0].record, history[0].state
+        last, after = history[1].record, history[1].state
         assert (first.version, last.version) == (1, 2)
         assert (before, after) == (Account("ann", 0), Account("ann", 5))
         assert isinstance(history, History)
         assert isinstance(history[1:], History)
         assert history[1] == Step(last, after)
+
+    def test_steps_are_table_rows(self) -> None:
+        """Each step is a mapping of version, position, time, type, event and state after it."""
+        store = bank()
+        store.execute(account, "a", Open("ann"), Deposit(5)).unwrap()
+        rows = [dict(step) for step in store.history(account, "a")]
+        recorded = store.events(account, "a")
+        assert rows == [
+            {
+                "version": r.version,
+                "position": r.position,
+                "recorded_at": r.recorded_at,
+                "type": r.type,
+                "event": r.event,
+                "state": state,
+            }
+            for r, state in zip(recorded, [Account("ann", 0), Account("ann", 5)], strict=True)
+        ]
+        assert rows[1]["type"] == "Deposited"
 
     def test_history_of_a_new_stream_is_empty(self) -> None:
         """A stream with no events has an empty history that still renders."""
