@@ -197,14 +197,15 @@ def history_html(history: Sequence[Step[Any]]) -> str:
     return table([*event_headers, *state_columns], rows, caption=caption, groups=groups)
 
 
-def error_html(error: BaseException) -> str:
+def error_html(error: BaseException, caption: str | None = None) -> str:
     """An error of ours: the reason first, then the message and the fields it carries."""
     fields = {k: v for k, v in vars(error).items() if not k.startswith("_")}
     reason = fields.pop("reason", None)
     rows = [["reason", _cell(explain(reason))]] if reason is not None else []
     rows.append(["message", _cell(str(error))])
     rows += [[_cell(k), _cell(_show(v))] for k, v in fields.items() if v is not None]
-    return table(["", ""], rows, caption=f"{type(error).__module__}.{type(error).__qualname__}")
+    name = f"{type(error).__module__}.{type(error).__qualname__}"
+    return table(["", ""], rows, caption=f"{caption}: {name}" if caption else name)
 
 
 def store_html(

@@ -37,6 +37,7 @@ from ._errors import (
 from ._html import History, Records, history_of, store_html
 from ._listener import Listener, notify
 from ._loading import load_state, maybe_snapshot
+from ._notebook import show_failures_as_tables
 from ._process import ProcessManager, Send
 from ._projection import DocumentProjection, Projection, SqlProjection
 from ._reactions import Component, SendFn, Session, check_components
@@ -74,6 +75,7 @@ class EventStore:
         converter: cattrs.Converter | None = None,
     ) -> None:
         self.storage = storage if storage is not None else memory_storage()
+        show_failures_as_tables()
         self.inline = inline
         self._aggregates: dict[str, Aggregate[Any]] = {}
         for aggregate in aggregates:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -95,3 +96,20 @@ def storage_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 def storage(storage_factory: StorageFactory) -> Storage:
     """One storage of each backend, empty."""
     return storage_factory()
+
+
+@pytest.fixture(scope="session")
+def jupyter_kernel() -> str:
+    """The `python3` Jupyter kernel, installed into this interpreter's prefix when none is found.
+
+    jupyter_client starts a spec whose command is `python` with this interpreter.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec("python3")
+    except NoSuchKernel:
+        from ipykernel import kernelspec
+
+        kernelspec.install(prefix=sys.prefix, user=False)
+    return "python3"

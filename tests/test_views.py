@@ -595,7 +595,9 @@ class TestScenarioViews:
 
 
 class TestNotebook:
-    def test_example_notebook_runs_and_shows_tables(self, tmp_path: Path) -> None:
+    def test_example_notebook_runs_and_shows_tables(
+        self, tmp_path: Path, jupyter_kernel: str
+    ) -> None:
         """examples/notebook.ipynb runs top to bottom in this interpreter and shows tables."""
         nbformat = pytest.importorskip("nbformat")
         nbclient = pytest.importorskip("nbclient")
@@ -603,7 +605,7 @@ class TestNotebook:
         notebook.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))
         client = nbclient.NotebookClient(
             notebook,
-            kernel_name=_python3_kernel(),
+            kernel_name=jupyter_kernel,
             timeout=60,
             resources={"metadata": {"path": str(tmp_path)}},
         )
@@ -615,19 +617,3 @@ class TestNotebook:
         assert any("<table" in out.get("data", {}).get("text/html", "") for out in outputs)
         assert any("text/vnd.mermaid" in out.get("data", {}) for out in outputs)
         assert outputs[-1].text.strip() == sys.executable
-
-
-def _python3_kernel() -> str:
-    """The `python3` kernel, installed into this interpreter's prefix when none is found.
-
-    jupyter_client starts a spec whose command is `python` with this interpreter.
-    """
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        KernelSpecManager().get_kernel_spec("python3")
-    except NoSuchKernel:
-        from ipykernel import kernelspec
-
-        kernelspec.install(prefix=sys.prefix, user=False)
-    return "python3"
