@@ -36,9 +36,7 @@ class Handler:
 class Handlers:
     """The handlers of one kind (`on`, `react`, `after`, `evolve`, `decide`) of one component."""
 
-    def __init__(
-        self, kind: str, owner: str, *, leading: int = 1, catch_all: bool = True
-    ) -> None:
+    def __init__(self, kind: str, owner: str, *, leading: int = 1, catch_all: bool = True) -> None:
         self.kind = kind
         self.owner = owner
         self.leading = leading  # parameters before the event: 1 (view/state/conn), 0 (listener)
