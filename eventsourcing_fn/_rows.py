@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
 
 from returns.result import Failure, Result, Success
 
@@ -15,7 +14,13 @@ from ._arguments import short
 from ._codec import Codec, dumps, loads
 from ._decision import Decided
 from ._envelope import Context, Recorded
-from ._errors import ConcurrencyError, EventValidationError, StorageError, UnknownEventTypeError
+from ._errors import (
+    ConcurrencyError,
+    EventValidationError,
+    StorageDataError,
+    UnknownEventTypeError,
+)
+from ._ids import uuid4s
 from .storage import NewEvent, OrderConflict, StoredEvent, StreamAppend, VersionConflict
 
 
@@ -74,23 +79,24 @@ def stream_append(
 ) -> StreamAppend:
     """The rows that append a command's events to one stream, stamped with the context."""
     now = datetime.now(UTC)
+    actor, correlation, causation = ctx.actor_id, ctx.correlation_id, ctx.causation_id
     return StreamAppend(
         stream_type,
         sid,
         expected,
         [
             NewEvent(
-                type=d.type,
-                schema_version=d.schema_version,
-                data=d.data,
-                event_id=uuid4(),
-                recorded_at=now,
-                actor_id=ctx.actor_id,
-                correlation_id=ctx.correlation_id,
-                causation_id=ctx.causation_id,
-                metadata=metadata,
+                d.type,
+                d.schema_version,
+                d.data,
+                event_id,
+                now,
+                actor,
+                correlation,
+                causation,
+                metadata,
             )
-            for d in events
+            for d, event_id in zip(events, uuid4s(len(events)), strict=True)
         ],
     )
 
@@ -125,7 +131,7 @@ def decode(codec: Codec, row: StoredEvent) -> Any:
     try:
         return read(row.data)
     except Exception as exc:  # corrupt or mismatched stored data is a fault, named
-        raise StorageError(
+        raise StorageDataError(
             f"cannot read event {row.type!r} version {row.schema_version} in {where(row)}: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
@@ -137,7 +143,7 @@ def record_of(codec: Codec, row: StoredEvent) -> Recorded[Any]:
         # Most events carry none: skip the parser for the empty object.
         metadata = {} if row.metadata == "{}" else loads(row.metadata)
     except ValueError as exc:
-        raise StorageError(
+        raise StorageDataError(
             f"corrupt metadata of stream {row.stream_type}/{short(row.stream_id)} "
             f"version {row.version} at position {row.position}: {exc}"
         ) from exc

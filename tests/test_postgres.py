@@ -19,7 +19,7 @@ import attrs
 import pytest
 from conftest import POSTGRES_URL, drop_schema
 
-from eventsourcing_fn._errors import StorageError
+from eventsourcing_fn._errors import StorageError, TransientStorageError
 from eventsourcing_fn.storage import (
     Checkpoint,
     NewEvent,
@@ -576,6 +576,96 @@ class TestSchema:
             drop_schema(name)
 
 
+class TestErrorKinds:
+    def test_exhausted_pool_is_transient(self, make: Make) -> None:
+        """No connection free in the pool within its timeout is a TransientStorageError."""
+        with psycopg_pool.ConnectionPool(POSTGRES_URL, min_size=1, max_size=1, timeout=0.2) as pool:
+            storage = make(pool)
+            caught: list[BaseException] = []
+
+            def read_meanwhile() -> None:
+                try:
+                    storage.read_all(0, 1)
+                except BaseException as exc:
+                    caught.append(exc)
+
+            with storage.transaction():
+                storage.append([batch("a", 0)])  # the transaction holds the only connection
+                reader = threading.Thread(target=read_meanwhile)
+                reader.start()
+                reader.join()
+            (error,) = caught
+            assert isinstance(error, TransientStorageError)
+            assert isinstance(error.__cause__, psycopg_pool.PoolTimeout)
+            assert [r.stream_id for r in storage.read_all(0, 1)] == ["a"]  # free again
+
+    def test_lock_timeout_is_transient(self, make: Make, pg_schema: str) -> None:
+        """A write that waits past lock_timeout for another session's lock is transient."""
+        storage = make(f"{POSTGRES_URL}?options=-c%20lock_timeout%3D200")
+        storage.write_checkpoint(Checkpoint("p", 1))
+        checkpoints = psycopg.sql.Identifier(pg_schema, "checkpoints")
+        with psycopg.connect(POSTGRES_URL) as holder:  # not autocommit: holds the row's lock
+            holder.execute(
+                psycopg.sql.SQL("SELECT 1 FROM {} WHERE name = %s FOR UPDATE").format(checkpoints),
+                ("p",),
+            )
+            with pytest.raises(TransientStorageError, match="lock timeout") as info:
+                storage.write_checkpoint(Checkpoint("p", 2))
+            assert isinstance(info.value.__cause__, psycopg.errors.LockNotAvailable)
+            holder.rollback()
+        storage.write_checkpoint(Checkpoint("p", 3))  # a retry passes
+        assert storage.read_checkpoint("p") == Checkpoint("p", 3)
+
+    def test_deadlock_is_transient(self, make: Make) -> None:
+        """Two transactions locking two streams in opposite orders: the one chosen is transient."""
+        storage = make(lock_streams=True)
+        both_hold_one = threading.Barrier(2, timeout=10)
+        outcomes: list[object] = []
+
+        def lock(first: str, second: str) -> None:
+            try:
+                with storage.transaction():
+                    storage.lock_stream("clock", first)
+                    both_hold_one.wait()
+                    storage.lock_stream("clock", second)
+                outcomes.append("committed")
+            except TransientStorageError as exc:
+                outcomes.append(exc.__cause__)
+
+        threads = [
+            threading.Thread(target=lock, args=("a", "b")),
+            threading.Thread(target=lock, args=("b", "a")),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert "committed" in outcomes
+        assert [type(o) for o in outcomes if o != "committed"] == [psycopg.errors.DeadlockDetected]
+
+    @pytest.mark.parametrize(
+        ("error", "kind"),
+        [
+            ("SerializationFailure", TransientStorageError),
+            ("DeadlockDetected", TransientStorageError),
+            ("LockNotAvailable", TransientStorageError),
+            ("AdminShutdown", TransientStorageError),
+            ("UndefinedTable", StorageError),
+            ("InvalidTextRepresentation", StorageError),
+        ],
+    )
+    def test_driver_errors_map_by_kind(self, error: str, kind: type[StorageError]) -> None:
+        """Each psycopg error maps to the kind a caller acts on: transient where retrying helps."""
+        cause = getattr(psycopg.errors, error)("from the server")
+        with (
+            pytest.raises(StorageError, match=r"\(schema 's'\): testing failed") as info,
+            _postgres._faults("s", "testing"),
+        ):
+            raise cause
+        assert type(info.value) is kind
+        assert info.value.__cause__ is cause
+
+
 class TestConnections:
     def test_pool_passed_in_is_not_closed(self, make: Make) -> None:
         """close() leaves a caller's pool open; the storage still uses it until then."""
@@ -606,7 +696,7 @@ class TestConnections:
                 assert conn.autocommit is False
 
     def test_connection_killed_mid_transaction(self, make: Make) -> None:
-        """A backend killed inside a transaction: StorageError, nothing kept, storage recovers."""
+        """A backend killed inside a transaction: transient, nothing kept, storage recovers."""
         app = f"esfn-{uuid.uuid4().hex[:8]}"
         with psycopg_pool.ConnectionPool(
             POSTGRES_URL, min_size=1, max_size=2, kwargs={"application_name": app}
@@ -624,7 +714,7 @@ class TestConnections:
                     assert killed == (True,)
                     storage.append([batch("b", 0)])
 
-            with pytest.raises(StorageError, match="schema") as info:
+            with pytest.raises(TransientStorageError, match="schema") as info:
                 killed_midway()
             assert "clock/'b'" in str(info.value)
             assert isinstance(info.value.__cause__, psycopg.OperationalError)
@@ -648,8 +738,8 @@ class TestConnections:
             assert len(storage.read_stream("clock", "a", 0, None)) == 1
 
     def test_bad_url_is_a_storage_error(self) -> None:
-        """An unreachable server fails at once, as a StorageError naming the schema."""
-        with pytest.raises(StorageError, match="'nowhere'"):
+        """An unreachable server fails at once, as a transient StorageError naming the schema."""
+        with pytest.raises(TransientStorageError, match="'nowhere'"):
             postgres_storage(
                 "postgresql://postgres@127.0.0.1:1/test?connect_timeout=2", schema="nowhere"
             )
@@ -702,7 +792,7 @@ class TestConnections:
         storage = make(f"{POSTGRES_URL}?application_name={app}")
         storage.write_checkpoint(Checkpoint("p", 1))
         terminate(app)
-        with pytest.raises(StorageError, match="writing checkpoint 'p'"):
+        with pytest.raises(TransientStorageError, match="writing checkpoint 'p'"):
             storage.write_checkpoint(Checkpoint("p", 2))
         assert storage.read_checkpoint("p") == Checkpoint("p", 1)
         storage.write_checkpoint(Checkpoint("p", 3))

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from eventsourcing_fn._errors import StorageError
+from eventsourcing_fn._errors import StorageDataError, StorageError, TransientStorageError
 from eventsourcing_fn.storage import (
     Checkpoint,
     NewEvent,
     Storage,
     StreamAppend,
+    _sqlite,
     sqlite_schema,
     sqlite_storage,
 )
@@ -256,15 +257,15 @@ class TestPaths:
 
 class TestDamagedFiles:
     def test_not_a_database(self, tmp_path: Path) -> None:
-        """A file that is not a SQLite database fails at construction, naming the path."""
+        """A file that is not a SQLite database is a StorageDataError at construction, naming it."""
         path = tmp_path / "notes.txt"
         path.write_text("these are not the tables you are looking for\n" * 100)
-        with pytest.raises(StorageError, match=r"notes\.txt"):
+        with pytest.raises(StorageDataError, match=r"notes\.txt"):
             sqlite_storage(path)
 
     @pytest.mark.parametrize("fraction", [0.01, 0.5, 0.9])
     def test_truncated_database(self, tmp_path: Path, fraction: float) -> None:
-        """A database file cut short fails at construction, naming the path."""
+        """A database file cut short is a StorageDataError at construction, naming the path."""
         storage = sqlite_storage(tmp_path / "good.db")
         fill(storage, 200)
         storage.close()  # checkpoints the WAL into the main file
@@ -272,8 +273,57 @@ class TestDamagedFiles:
         shutil.copy(tmp_path / "good.db", path)
         with path.open("r+b") as f:
             f.truncate(int(path.stat().st_size * fraction))
-        with pytest.raises(StorageError, match=r"cut\.db"):
+        with pytest.raises(StorageDataError, match=r"cut\.db"):
             sqlite_storage(path)
+
+
+class TestErrorKinds:
+    @pytest.fixture
+    def impatient(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Storage]:
+        """A storage that waits 0.1 s, not 30 s, for another writer's lock."""
+        monkeypatch.setattr(_sqlite, "_BUSY_TIMEOUT", 0.1)
+        storage = sqlite_storage(tmp_path / "db")
+        yield storage
+        storage.close()
+
+    def test_write_while_locked_is_transient(self, tmp_path: Path, impatient: Storage) -> None:
+        """A write still locked out after the busy timeout is a TransientStorageError."""
+        holder = sqlite3.connect(tmp_path / "db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another writer, holding the file's write lock
+        try:
+            with pytest.raises(TransientStorageError, match="database is locked"):
+                impatient.append([StreamAppend("account", "s", 0, [new_event()])])
+            with (
+                pytest.raises(TransientStorageError, match="beginning a transaction"),
+                impatient.transaction(),
+            ):
+                pass
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        impatient.append([StreamAppend("account", "s", 0, [new_event()])])  # a retry passes
+        assert [row.version for row in impatient.read_stream("account", "s", 0, None)] == [1]
+
+    @pytest.mark.parametrize(
+        ("column", "value"),
+        [("event_id", "not-a-uuid"), ("recorded_at", "yesterday"), ("event_id", 42)],
+    )
+    def test_corrupt_row_is_a_data_error(self, tmp_path: Path, column: str, value: object) -> None:
+        """A row whose id or timestamp cannot be read is a StorageDataError naming the row."""
+        storage = sqlite_storage(tmp_path / "db")
+        rows = storage.append([StreamAppend("account", "s", 0, [new_event(), new_event()])])
+        with sqlite3.connect(tmp_path / "db") as raw:  # past the store, as damage would
+            raw.execute(  # column names come from the parameters above, never from input
+                f"UPDATE events SET {column} = ? WHERE position = ?", (value, rows[1].position)
+            )
+        raw.close()
+        where = f"stream account/'s' version 2 at position {rows[1].position}"
+        with pytest.raises(StorageDataError, match=where):
+            storage.read_all(0, 10)
+        with pytest.raises(StorageDataError, match=where):
+            storage.read_stream("account", "s", 0, None)
+        assert storage.read_stream("account", "s", 0, 1) == rows[:1]
+        storage.close()
 
 
 class TestFaults:

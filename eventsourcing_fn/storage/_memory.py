@@ -9,14 +9,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
-from ._record import (
-    Checkpoint,
-    Storage,
-    StoredEvent,
-    StoredSnapshot,
-    StreamAppend,
-    VersionConflict,
-)
+from ._record import Checkpoint, Storage, StoredEvent, StoredSnapshot, StreamAppend
+from ._shared import numbered, refuse_negative, stream_starts, transactions
 
 _Undo = list[Callable[[], object]]
 _K = TypeVar("_K")
@@ -32,14 +26,11 @@ def memory_storage() -> Storage:
     log: list[StoredEvent] = []
     streams: dict[tuple[str, str], list[StoredEvent]] = {}
     snapshots: dict[tuple[str, str], list[StoredSnapshot]] = {}
-    checkpoints: dict[str, Checkpoint] = {}
+    kept_checkpoints: dict[str, Checkpoint] = {}
     documents: dict[str, dict[str, str]] = {}
 
     @contextmanager
-    def transaction() -> Iterator[None]:
-        if undo_log.get() is not None:
-            yield  # nested: join the outer transaction
-            return
+    def outermost() -> Iterator[None]:
         with lock:
             undo: _Undo = []
             token = undo_log.set(undo)
@@ -53,12 +44,7 @@ def memory_storage() -> Storage:
                 undo_log.reset(token)
 
     @contextmanager
-    def savepoint() -> Iterator[None]:
-        undo = undo_log.get()
-        if undo is None:
-            with transaction():
-                yield
-            return
+    def savepoint_in(undo: _Undo) -> Iterator[None]:
         mark = len(undo)
         try:
             yield
@@ -68,6 +54,8 @@ def memory_storage() -> Storage:
             del undo[mark:]
             raise
 
+    transaction, savepoint = transactions(undo_log, outermost, savepoint_in)
+
     def record(step: Callable[[], object]) -> None:
         undo = undo_log.get()
         if undo is not None:
@@ -75,68 +63,47 @@ def memory_storage() -> Storage:
 
     def append(batches: Sequence[StreamAppend]) -> Sequence[StoredEvent]:
         with transaction():
-            ends: dict[tuple[str, str], int] = {}
-            for batch in batches:  # check every stream first, so a conflict writes nothing
-                key = (batch.stream_type, batch.stream_id)
-                actual = ends.get(key, len(streams.get(key, ())))
-                expected = batch.expected_version
-                if expected is not None and expected != actual:
-                    raise VersionConflict(batch.stream_type, batch.stream_id, expected, actual)
-                ends[key] = actual + len(batch.events)
-            out: list[StoredEvent] = []
-            for batch in batches:
-                out.extend(_append_stream(batch))
-        if out:
+            starts = stream_starts(batches, lambda t, i: len(streams.get((t, i), ())))
+            rows = numbered(batches, starts, len(log))  # position p is log[p - 1]
+            start = len(log)
+            log.extend(rows)
+            lengths: dict[tuple[str, str], int] = {}  # each stream's length before
+            for row in rows:
+                key = (row.stream_type, row.stream_id)
+                stream = streams.setdefault(key, [])
+                lengths.setdefault(key, len(stream))
+                stream.append(row)
+
+            def undo() -> None:
+                del log[start:]
+                for key, length in lengths.items():
+                    if length:
+                        del streams[key][length:]
+                    else:
+                        del streams[key]
+
+            record(undo)
+        if rows:
             with appended:
                 appended.notify_all()
-        return out
-
-    def _append_stream(batch: StreamAppend) -> list[StoredEvent]:
-        key = (batch.stream_type, batch.stream_id)
-        stream = streams.get(key)
-        if stream is None:
-            stream = streams[key] = []
-            record(lambda: streams.pop(key, None))
-        actual = len(stream)  # expected versions were checked before anything was written
-        rows = [
-            StoredEvent(
-                stream_type=batch.stream_type,
-                stream_id=batch.stream_id,
-                version=actual + i,
-                position=len(log) + i,
-                type=event.type,
-                schema_version=event.schema_version,
-                data=event.data,
-                event_id=event.event_id,
-                recorded_at=event.recorded_at,
-                actor_id=event.actor_id,
-                correlation_id=event.correlation_id,
-                causation_id=event.causation_id,
-                metadata=event.metadata,
-            )
-            for i, event in enumerate(batch.events, start=1)
-        ]
-        stream.extend(rows)
-        log.extend(rows)
-        start = len(log) - len(rows)
-
-        def undo() -> None:
-            del stream[actual:]
-            del log[start:]
-
-        record(undo)
         return rows
 
     def read_stream(
         stream_type: str, stream_id: str, after: int, up_to: int | None
     ) -> Sequence[StoredEvent]:
+        refuse_negative("read_stream", after=after, up_to=up_to)
         with lock:
             stream = streams.get((stream_type, stream_id), [])
             return stream[after:up_to]
 
     def read_all(after: int, limit: int) -> Sequence[StoredEvent]:
+        refuse_negative("read_all", after=after, limit=limit)
         with lock:
             return log[after : after + limit]  # positions are 1..n, so position p is log[p-1]
+
+    def read_committed(after: int, limit: int) -> Sequence[StoredEvent]:
+        refuse_negative("read_committed", after=after, limit=limit)
+        return read_all(after, limit)  # one writer at a time: every committed row is final
 
     def lease(name: str, owner: str, seconds: float) -> bool:
         with transaction():
@@ -156,6 +123,7 @@ def memory_storage() -> Storage:
                 record(lambda: _restore(leases, name, held))
 
     def count_after(position: int) -> int:
+        refuse_negative("count_after", position=position)
         with lock:
             return max(len(log) - position, 0)
 
@@ -168,6 +136,7 @@ def memory_storage() -> Storage:
             return len(log)
 
     def read_snapshot(stream_type: str, stream_id: str, up_to: int | None) -> StoredSnapshot | None:
+        refuse_negative("read_snapshot", up_to=up_to)
         with lock:
             for snap in reversed(snapshots.get((stream_type, stream_id), [])):
                 if up_to is None or snap.version <= up_to:
@@ -187,21 +156,21 @@ def memory_storage() -> Storage:
 
     def read_checkpoint(name: str) -> Checkpoint | None:
         with lock:
-            return checkpoints.get(name)
+            return kept_checkpoints.get(name)
 
     def write_checkpoint(checkpoint: Checkpoint) -> None:
         with transaction():
-            before = checkpoints.get(checkpoint.name)
-            checkpoints[checkpoint.name] = checkpoint
-            record(lambda: _restore(checkpoints, checkpoint.name, before))
+            before = kept_checkpoints.get(checkpoint.name)
+            kept_checkpoints[checkpoint.name] = checkpoint
+            record(lambda: _restore(kept_checkpoints, checkpoint.name, before))
 
     def read_checkpoints(names: Sequence[str]) -> dict[str, Checkpoint]:
         with lock:  # a transaction holds the lock already: nothing else to hold
-            return {name: checkpoints[name] for name in names if name in checkpoints}
+            return {name: kept_checkpoints[name] for name in names if name in kept_checkpoints}
 
-    def write_checkpoints(many: Sequence[Checkpoint]) -> None:
+    def write_checkpoints(checkpoints: Sequence[Checkpoint]) -> None:
         with transaction():
-            for checkpoint in many:
+            for checkpoint in checkpoints:
                 write_checkpoint(checkpoint)
 
     def get_documents(projection: str, keys: Sequence[str]) -> dict[str, str]:
@@ -240,33 +209,37 @@ def memory_storage() -> Storage:
     def lock_stream(stream_type: str, stream_id: str) -> None:
         """Nothing to do: a memory transaction already holds the one lock."""
 
+    def close() -> None:
+        """Nothing to release: the storage lives as long as it is referenced."""
+
     return Storage(
         name="memory",
         append=append,
         read_stream=read_stream,
         read_all=read_all,
+        read_committed=read_committed,
+        last_position=last_position,
+        count_after=count_after,
+        wait_for_events=wait_for_events,
+        lock_stream=lock_stream,
         read_snapshot=read_snapshot,
         write_snapshot=write_snapshot,
         read_checkpoint=read_checkpoint,
         write_checkpoint=write_checkpoint,
-        get_document=get_document,
-        put_document=put_document,
-        all_documents=all_documents,
-        clear_documents=clear_documents,
-        lock_stream=lock_stream,
-        transaction=transaction,
-        close=lambda: None,
         read_checkpoints=read_checkpoints,
         write_checkpoints=write_checkpoints,
+        get_document=get_document,
+        put_document=put_document,
         get_documents=get_documents,
         put_documents=put_documents,
-        savepoint=savepoint,
-        last_position=last_position,
-        read_committed=read_all,
+        all_documents=all_documents,
+        clear_documents=clear_documents,
         lease=lease,
         release=release,
-        count_after=count_after,
-        wait_for_events=wait_for_events,  # one writer at a time: every committed row is final
+        transaction=transaction,
+        savepoint=savepoint,
+        connection=None,
+        close=close,
     )
 
 

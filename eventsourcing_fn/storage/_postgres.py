@@ -21,19 +21,19 @@ from itertools import chain, starmap
 from operator import attrgetter
 from typing import Any
 
-import attrs
-
-from .._errors import StorageError
+from .._errors import StorageError, TransientStorageError
 from ._record import (
     Checkpoint,
     NewEvent,
     OrderConflict,
+    Savepoint,
     Storage,
     StoredEvent,
     StoredSnapshot,
     StreamAppend,
-    VersionConflict,
+    Transaction,
 )
+from ._shared import check_expected, refuse_negative, stored, transactions
 
 try:
     import psycopg
@@ -368,10 +368,17 @@ def _create_schema(conn: psycopg.Connection[Any], schema: str) -> None:
 
 @contextmanager
 def _faults(schema: str, what: str) -> Iterator[None]:
+    """Turn a psycopg error in the block into ours, naming the schema and what failed.
+
+    `TransientStorageError` for the faults a retry may get past, all of them psycopg
+    `OperationalError`s: a lost or refused connection, an exhausted pool (`PoolTimeout`), a
+    serialization failure, a deadlock, a lock or statement timeout. Else `StorageError`.
+    """
     try:
         yield
     except psycopg.Error as exc:
-        raise StorageError(f"postgres storage (schema {schema!r}): {what} failed: {exc}") from exc
+        kind = TransientStorageError if isinstance(exc, psycopg.OperationalError) else StorageError
+        raise kind(f"postgres storage (schema {schema!r}): {what} failed: {exc}") from exc
 
 
 class _Tx:
@@ -444,19 +451,48 @@ class _Postgres:
         self.search_path = f"{sql.Identifier(schema).as_string(None)}, public"
         path = f"SET LOCAL search_path = {self.search_path}"
         self.begin = f"{_BEGIN}; {appender}; {path}".encode()  # no parameters: % is plain text
+        self.transaction: Transaction
+        self.savepoint: Savepoint
+        self.transaction, self.savepoint = transactions(
+            self.current, self._outermost, self._savepoint_in
+        )
 
     def storage(self) -> Storage:
-        callables = {f.name: getattr(self, f.name) for f in attrs.fields(Storage)[1:]}
-        return Storage(name="postgres", **callables)
+        return Storage(
+            name="postgres",
+            append=self.append,
+            read_stream=self.read_stream,
+            read_all=self.read_all,
+            read_committed=self.read_committed,
+            last_position=self.last_position,
+            count_after=self.count_after,
+            wait_for_events=self.wait_for_events,
+            lock_stream=self.lock_stream,
+            read_snapshot=self.read_snapshot,
+            write_snapshot=self.write_snapshot,
+            read_checkpoint=self.read_checkpoint,
+            write_checkpoint=self.write_checkpoint,
+            read_checkpoints=self.read_checkpoints,
+            write_checkpoints=self.write_checkpoints,
+            get_document=self.get_document,
+            put_document=self.put_document,
+            get_documents=self.get_documents,
+            put_documents=self.put_documents,
+            all_documents=self.all_documents,
+            clear_documents=self.clear_documents,
+            lease=self.lease,
+            release=self.release,
+            transaction=self.transaction,
+            savepoint=self.savepoint,
+            connection=self.connection,
+            close=self.close,
+        )
 
     # -- connections and transactions ---------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One database transaction around the block; nested calls join the outer one."""
-        if self.current.get() is not None:
-            yield
-            return
+    def _outermost(self) -> Iterator[None]:
+        """One database transaction on a pooled connection, BEGIN sent at its first write."""
         with _faults(self.schema, "taking a connection from the pool"):
             tx = _Tx(self.conns.take())
         token = self.current.set(tx)
@@ -472,13 +508,8 @@ class _Postgres:
             self.conns.give(tx.lease)
 
     @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        """Inside a transaction, a savepoint undone alone if the block raises; else one."""
-        tx = self.current.get()
-        if tx is None:
-            with self.transaction():
-                yield
-            return
+    def _savepoint_in(self, tx: _Tx) -> Iterator[None]:
+        """A savepoint inside `tx`, undone alone if the block raises."""
         tx.savepoints += 1
         mark = f"esfn_{tx.savepoints}"
         self._fetch("taking a savepoint", f"SAVEPOINT {mark}", None, write=True)
@@ -591,7 +622,7 @@ class _Postgres:
             rows = self._insert(tx, batches)
             if rows is not None:
                 return rows
-        raise StorageError(
+        raise TransientStorageError(
             f"postgres storage (schema {self.schema!r}): append to {_streams(batches)} lost the"
             f" race for the stream's end {_RACE_RETRIES} times"
         )
@@ -628,8 +659,7 @@ class _Postgres:
             ((head, later),) = self._fetch(
                 what, self.q["head"], (_SHIFT, b.stream_type, b.stream_id)
             )
-            if b.expected_version is not None and head != b.expected_version:
-                raise VersionConflict(b.stream_type, b.stream_id, b.expected_version, head)
+            check_expected(b, head)
             heads.append((b, head, later))
         for b, head, later in heads:
             # The stream's last row has a larger xid than ours, so its position is above all of
@@ -641,11 +671,13 @@ class _Postgres:
         self, stream_type: str, stream_id: str, after: int, up_to: int | None
     ) -> Sequence[StoredEvent]:
         """One stream's rows with `after < version <= up_to`, in version order."""
+        refuse_negative("read_stream", after=after, up_to=up_to)
         what = f"reading stream {stream_type}/{stream_id!r}"
         return _events(self._fetch(what, self.q["stream"], (stream_type, stream_id, after, up_to)))
 
     def read_all(self, after: int, limit: int) -> Sequence[StoredEvent]:
         """Up to `limit` rows after position `after` that no running writer can precede."""
+        refuse_negative("read_all", after=after, limit=limit)
         what = f"reading the log after position {after}"
         params = (self.schema, after, _SHIFT, limit)
         return _events(self._fetch(what, self.q["all"], params))
@@ -663,6 +695,7 @@ class _Postgres:
         self, stream_type: str, stream_id: str, up_to: int | None
     ) -> StoredSnapshot | None:
         """The newest snapshot of a stream at or below version `up_to`."""
+        refuse_negative("read_snapshot", up_to=up_to)
         what = f"reading a snapshot of {stream_type}/{stream_id!r}"
         rows = self._fetch(what, self.q["snapshot"], (stream_type, stream_id, up_to))
         return StoredSnapshot(*rows[0]) if rows else None
@@ -695,6 +728,7 @@ class _Postgres:
 
     def read_committed(self, after: int, limit: int) -> Sequence[StoredEvent]:
         """Up to `limit` committed rows after `after`, without waiting for running writers."""
+        refuse_negative("read_committed", after=after, limit=limit)
         what = f"reading committed events after position {after}"
         return _events(self._fetch(what, self.q["committed"], (after, limit)))
 
@@ -716,6 +750,7 @@ class _Postgres:
 
     def count_after(self, position: int) -> int:
         """How many committed events come after `position`."""
+        refuse_negative("count_after", position=position)
         ((count,),) = self._fetch("counting events", self.q["count_after"], (position,))
         return int(count)
 
@@ -852,7 +887,7 @@ def _stored(
     for position, version in done:
         i = (position & (_SHIFT - 1)) - first - 1
         b, e = events[i]
-        out[i] = StoredEvent(b.stream_type, b.stream_id, version, position, *_FIELDS(e))
+        out[i] = stored(b, e, version, position)
     return out  # type: ignore[return-value]  # every slot is filled: len(done) == len(events)
 
 

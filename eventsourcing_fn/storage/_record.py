@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import attrs
@@ -75,62 +75,197 @@ class Checkpoint:
     state: str | None = None
 
 
-# Appends every stream's events atomically, checking each expected version; returns the rows
-# in the order given. Raises `VersionConflict` when an expected version does not match.
-Append = Callable[[Sequence[StreamAppend]], Sequence[StoredEvent]]
-# (stream_type, stream_id, after_version, up_to_version or None) -> rows in version order.
-ReadStream = Callable[[str, str, int, int | None], Sequence[StoredEvent]]
-# (after_position, limit) -> up to `limit` rows with position > after, in position order, never
-# one that a concurrent writer could still commit before it (gap safety).
-ReadAll = Callable[[int, int], Sequence[StoredEvent]]
-# (after_position, limit) -> like ReadAll, but every committed row, without gap safety: rows of
-# transactions still running may later commit below the last one returned.
-ReadCommitted = Callable[[int, int], Sequence[StoredEvent]]
-# (name, owner, seconds) -> take or renew the lease on `name` for `owner`, lasting `seconds`
-# from now; True when `owner` holds it after the call. Inside a transaction it commits (or rolls
-# back) with it, and the transaction may not sit idle for longer than the lease lasts.
-Lease = Callable[[str, str, float], bool]
-# (name, owner): give the lease up, if `owner` holds it.
-Release = Callable[[str, str], None]
-# after_position -> how many committed events come after it.
-CountAfter = Callable[[int], int]
-# timeout -> wait up to `timeout` seconds for events appended by anyone; True when woken early.
-WaitForEvents = Callable[[float], bool]
-# () -> the highest position of any committed event, 0 when there is none (no gap safety: a
-# transaction still running may commit events below it).
-LastPosition = Callable[[], int]
-# (stream_type, stream_id, up_to_version or None) -> the newest snapshot at or below it.
-ReadSnapshot = Callable[[str, str, int | None], StoredSnapshot | None]
-WriteSnapshot = Callable[[StoredSnapshot], None]
-ReadCheckpoint = Callable[[str], Checkpoint | None]
-WriteCheckpoint = Callable[[Checkpoint], None]
-# names -> {name: checkpoint} of those that exist. Inside a transaction each named checkpoint is
-# held until the transaction ends (taken in sorted name order, so two holders never deadlock):
-# transactions that fold the same component serialise, and none loses another's update.
-ReadCheckpoints = Callable[[Sequence[str]], dict[str, Checkpoint]]
-WriteCheckpoints = Callable[[Sequence[Checkpoint]], None]
-# (projection, key) -> document JSON text or None.
-GetDocument = Callable[[str, str], str | None]
-# (projection, key, JSON text or None to delete).
-PutDocument = Callable[[str, str, str | None], None]
-# projection -> every (key, JSON text) in key order.
-AllDocuments = Callable[[str], Sequence[tuple[str, str]]]
-# (projection, keys) -> {key: JSON text} of the documents that exist, in one round trip.
-GetDocuments = Callable[[str, Sequence[str]], dict[str, str]]
-# (projection, [(key, JSON text or None to delete)]) in one statement or batch.
-PutDocuments = Callable[[str, Sequence[tuple[str, str | None]]], None]
-ClearDocuments = Callable[[str], None]
-# (stream_type, stream_id): serialise writers of this stream until the transaction ends.
-LockStream = Callable[[str, str], None]
-# A context manager for one storage transaction; nested calls join the outer one.
-Transaction = Callable[[], AbstractContextManager[None]]
-# Inside a transaction, a savepoint: the block's writes are undone alone if it raises, and the
-# transaction goes on. Outside one, a transaction of its own.
-Savepoint = Callable[[], AbstractContextManager[None]]
-# The DB-API connection of the current transaction (sqlite3 or psycopg), or outside one a
-# connection for queries; None for a storage without SQL.
-Connection = Callable[[], AbstractContextManager[Any]]
-Close = Callable[[], None]
+# One named Protocol per callable of the record: its parameter names are part of the contract,
+# so callers may pass them by keyword and a backend can be written from these docstrings alone.
+# Every position, version and count a callable takes is 0 or more: a negative one raises
+# `ValueError` naming the parameter.
+
+
+class Append(Protocol):
+    def __call__(self, batches: Sequence[StreamAppend]) -> Sequence[StoredEvent]:
+        """Append every batch's events, all or none, and return their rows in the order given.
+
+        Each batch's `expected_version` is checked first (a stream named twice is checked
+        against the end its earlier batch leaves); any mismatch raises `VersionConflict` and
+        appends nothing. A stream's events get the versions after its last one; positions
+        increase across the log.
+        """
+        ...
+
+
+class ReadStream(Protocol):
+    def __call__(
+        self, stream_type: str, stream_id: str, after: int, up_to: int | None
+    ) -> Sequence[StoredEvent]:
+        """One stream's rows with `after < version <= up_to` (no upper bound when None), in
+        version order; none for a stream never appended to."""
+        ...
+
+
+class ReadAll(Protocol):
+    def __call__(self, after: int, limit: int) -> Sequence[StoredEvent]:
+        """Up to `limit` committed rows with position above `after`, in position order, and never
+        one that a transaction still running could commit a lower position before: a reader that
+        goes on from the last position it saw misses nothing and sees nothing twice."""
+        ...
+
+
+class ReadCommitted(Protocol):
+    def __call__(self, after: int, limit: int) -> Sequence[StoredEvent]:
+        """Like `ReadAll`, but every committed row: a transaction still running may later commit
+        rows below the last one returned."""
+        ...
+
+
+class LastPosition(Protocol):
+    def __call__(self) -> int:
+        """The highest position of any committed row, 0 for an empty log (a transaction still
+        running may later commit rows below it)."""
+        ...
+
+
+class CountAfter(Protocol):
+    def __call__(self, position: int) -> int:
+        """How many committed rows have a position above `position`."""
+        ...
+
+
+class WaitForEvents(Protocol):
+    def __call__(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for rows appended by any storage on the same database;
+        True when woken by one before the time is up."""
+        ...
+
+
+class LockStream(Protocol):
+    def __call__(self, stream_type: str, stream_id: str) -> None:
+        """Inside a transaction, make other writers of this stream wait until it ends."""
+        ...
+
+
+class ReadSnapshot(Protocol):
+    def __call__(
+        self, stream_type: str, stream_id: str, up_to: int | None
+    ) -> StoredSnapshot | None:
+        """The stream's snapshot with the highest version at or below `up_to` (any when None),
+        or None."""
+        ...
+
+
+class WriteSnapshot(Protocol):
+    def __call__(self, snapshot: StoredSnapshot) -> None:
+        """Keep a snapshot, replacing one of the same stream and version."""
+        ...
+
+
+class ReadCheckpoint(Protocol):
+    def __call__(self, name: str) -> Checkpoint | None:
+        """The named component's checkpoint, or None; inside a transaction it is held as
+        `ReadCheckpoints` holds it."""
+        ...
+
+
+class WriteCheckpoint(Protocol):
+    def __call__(self, checkpoint: Checkpoint) -> None:
+        """Keep a component's checkpoint, replacing the one of the same name."""
+        ...
+
+
+class ReadCheckpoints(Protocol):
+    def __call__(self, names: Sequence[str]) -> dict[str, Checkpoint]:
+        """`{name: checkpoint}` of those named that exist.
+
+        Inside a transaction each named checkpoint is held until the transaction ends (taken in
+        sorted name order, so two holders never deadlock): transactions that fold the same
+        component serialise, and none loses another's update.
+        """
+        ...
+
+
+class WriteCheckpoints(Protocol):
+    def __call__(self, checkpoints: Sequence[Checkpoint]) -> None:
+        """Keep many checkpoints at once, replacing those of the same names."""
+        ...
+
+
+class GetDocument(Protocol):
+    def __call__(self, projection: str, key: str) -> str | None:
+        """The JSON text of one document of a projection, or None."""
+        ...
+
+
+class PutDocument(Protocol):
+    def __call__(self, projection: str, key: str, data: str | None) -> None:
+        """Keep a document's JSON text, replacing the one of the same key; None deletes it."""
+        ...
+
+
+class GetDocuments(Protocol):
+    def __call__(self, projection: str, keys: Sequence[str]) -> dict[str, str]:
+        """`{key: JSON text}` of the documents among `keys` that exist, in one round trip."""
+        ...
+
+
+class PutDocuments(Protocol):
+    def __call__(self, projection: str, items: Sequence[tuple[str, str | None]]) -> None:
+        """Keep or (for None) delete many documents of a projection, in one statement or batch."""
+        ...
+
+
+class AllDocuments(Protocol):
+    def __call__(self, projection: str) -> Sequence[tuple[str, str]]:
+        """Every `(key, JSON text)` of a projection, in key (code point) order."""
+        ...
+
+
+class ClearDocuments(Protocol):
+    def __call__(self, projection: str) -> None:
+        """Delete every document of a projection."""
+        ...
+
+
+class Lease(Protocol):
+    def __call__(self, name: str, owner: str, seconds: float) -> bool:
+        """Take or renew the lease `name` for `owner`, lasting `seconds` from now; True when
+        `owner` holds it after the call.
+
+        Inside a transaction it commits or rolls back with it, and the transaction may not sit
+        idle for longer than the lease lasts.
+        """
+        ...
+
+
+class Release(Protocol):
+    def __call__(self, name: str, owner: str) -> None:
+        """Give the lease `name` up, if `owner` holds it."""
+        ...
+
+
+class Transaction(Protocol):
+    def __call__(self) -> AbstractContextManager[None]:
+        """A block whose writes commit together when it ends, or are all undone if it raises;
+        a transaction opened inside one joins it."""
+        ...
+
+
+class Savepoint(Protocol):
+    def __call__(self) -> AbstractContextManager[None]:
+        """Inside a transaction, a block whose writes alone are undone if it raises (the
+        transaction goes on); outside one, a transaction of its own."""
+        ...
+
+
+class Connection(Protocol):
+    def __call__(self) -> AbstractContextManager[Any]:
+        """The DB-API connection (sqlite3 or psycopg) of the current transaction, so SQL run on
+        it commits or rolls back with the transaction; outside one, a connection for queries."""
+        ...
+
+
+class Close(Protocol):
+    def __call__(self) -> None:
+        """Release the connections this storage opened."""
+        ...
 
 
 class VersionConflict(Exception):
@@ -159,7 +294,7 @@ class OrderConflict(VersionConflict):
         )
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class Storage:
     """A storage backend: a record of plain callables. Wrap one with `attrs.evolve`."""
 
@@ -167,32 +302,34 @@ class Storage:
     append: Append
     read_stream: ReadStream
     read_all: ReadAll
+    read_committed: ReadCommitted
+    last_position: LastPosition
+    count_after: CountAfter
+    wait_for_events: WaitForEvents
+    lock_stream: LockStream
     read_snapshot: ReadSnapshot
     write_snapshot: WriteSnapshot
     read_checkpoint: ReadCheckpoint
     write_checkpoint: WriteCheckpoint
-    get_document: GetDocument
-    put_document: PutDocument
-    all_documents: AllDocuments
-    clear_documents: ClearDocuments
-    lock_stream: LockStream
-    transaction: Transaction
-    close: Close
     read_checkpoints: ReadCheckpoints
     write_checkpoints: WriteCheckpoints
+    get_document: GetDocument
+    put_document: PutDocument
     get_documents: GetDocuments
     put_documents: PutDocuments
-    savepoint: Savepoint
-    last_position: LastPosition
-    read_committed: ReadCommitted
+    all_documents: AllDocuments
+    clear_documents: ClearDocuments
     lease: Lease
     release: Release
-    count_after: CountAfter
-    wait_for_events: WaitForEvents
-    connection: Connection | None = None
+    transaction: Transaction
+    savepoint: Savepoint
+    connection: Connection | None = None  # None for a storage without SQL
+    close: Close
 
     def iter_all(self, after: int = 0, batch: int = 1000) -> Iterator[StoredEvent]:
-        """Every row after `after` in position order, read in batches."""
+        """Every row after `after` in position order, read `batch` rows at a time."""
+        if batch < 1:
+            raise ValueError(f"iter_all(batch={batch!r}): read at least one row at a time")
         while rows := self.read_all(after, batch):
             yield from rows
             after = rows[-1].position

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from .._errors import StorageError
+from .._errors import StorageDataError, StorageError, TransientStorageError
 from ._record import (
     Checkpoint,
     Storage,
@@ -23,6 +23,7 @@ from ._record import (
     StreamAppend,
     VersionConflict,
 )
+from ._shared import numbered, refuse_negative, stream_starts, transactions
 
 _T = TypeVar("_T")
 
@@ -129,6 +130,7 @@ _CLEAR_DOCUMENTS = "DELETE FROM documents WHERE projection = ?"
 
 _BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's write transaction
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_DAMAGED_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 # Bumped in a forked child: connections inherited across fork() must never be used there.
 _forks = [0]
@@ -182,9 +184,6 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
     closed = False
     current: ContextVar[_Transaction | None] = ContextVar("sqlite_transaction", default=None)
 
-    def fault(what: str, exc: BaseException) -> StorageError:
-        return StorageError(f"SQLite database {name!r}: {what} failed: {exc}")
-
     def connection() -> sqlite3.Connection:
         conn: _Connection | None = getattr(local, "conn", None)
         if conn is not None and conn.fork == _forks[0]:
@@ -204,49 +203,37 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
         tx = current.get()
         if tx is not None:
             try:
-                return work(tx.conn)
+                with _faults(name, what):
+                    return work(tx.conn)
             except VersionConflict:
                 raise  # checked before anything is written
-            except BaseException as exc:
+            except BaseException:
                 tx.failed = True  # something may be half-written: the transaction must not commit
-                if isinstance(exc, sqlite3.Error):
-                    raise fault(what(), exc) from exc
                 raise
-        try:
+        with _faults(name, what):
             conn = connection()
-        except sqlite3.Error as exc:
-            raise fault(what(), exc) from exc
-        try:
             conn.execute(_BEGIN)
-            result = work(conn)
-            conn.execute(_COMMIT)
+            try:
+                result = work(conn)
+                conn.execute(_COMMIT)
+            except BaseException:
+                _rollback(conn)
+                raise
             return result
-        except BaseException as exc:
-            _rollback(conn)
-            if isinstance(exc, sqlite3.Error):
-                raise fault(what(), exc) from exc
-            raise
 
     def execute(label: str, sql: str, params: tuple[object, ...]) -> None:
         write(lambda: f"{label}{params!r}", lambda conn: conn.execute(sql, params))
 
     def read(label: str, sql: str, params: tuple[object, ...]) -> list[Any]:
         tx = current.get()
-        try:
+        with _faults(name, lambda: f"{label}{params!r}"):
             return (connection() if tx is None else tx.conn).execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise fault(f"{label}{params!r}", exc) from exc
 
     @contextmanager
-    def transaction() -> Iterator[None]:
-        if current.get() is not None:
-            yield  # nested: join the outer transaction
-            return
-        try:
+    def outermost() -> Iterator[None]:
+        with _faults(name, "beginning a transaction"):
             conn = connection()
             conn.execute(_BEGIN)
-        except sqlite3.Error as exc:
-            raise fault("beginning a transaction", exc) from exc
         tx = _Transaction(conn)
         token = current.set(tx)
         try:
@@ -262,24 +249,18 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
                 f"SQLite database {name!r}: transaction rolled back after a failed write inside it"
             )
         try:
-            conn.execute(_COMMIT)
-        except sqlite3.Error as exc:
+            with _faults(name, "commit"):
+                conn.execute(_COMMIT)
+        except StorageError:
             _rollback(conn)
-            raise fault("commit", exc) from exc
+            raise
 
     @contextmanager
-    def savepoint() -> Iterator[None]:
-        tx = current.get()
-        if tx is None:
-            with transaction():
-                yield
-            return
+    def savepoint_in(tx: _Transaction) -> Iterator[None]:
         tx.savepoints += 1
         mark, failed = f"esfn_{tx.savepoints}", tx.failed
-        try:
+        with _faults(name, "taking a savepoint"):
             tx.conn.execute(f"SAVEPOINT {mark}")
-        except sqlite3.Error as exc:
-            raise fault("taking a savepoint", exc) from exc
         try:
             yield
         except BaseException:
@@ -291,18 +272,19 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
                 tx.failed = True
             raise
         try:
-            tx.conn.execute(f"RELEASE {mark}")
-        except sqlite3.Error as exc:
+            with _faults(name, "releasing a savepoint"):
+                tx.conn.execute(f"RELEASE {mark}")
+        except StorageError:
             tx.failed = True
-            raise fault("releasing a savepoint", exc) from exc
+            raise
+
+    transaction, savepoint = transactions(current, outermost, savepoint_in)
 
     @contextmanager
     def sql_connection() -> Iterator[sqlite3.Connection]:
         tx = current.get()
-        try:
+        with _faults(name, "connecting"):
             conn = connection() if tx is None else tx.conn
-        except sqlite3.Error as exc:
-            raise fault("connecting", exc) from exc
         yield conn
 
     def read_checkpoints(names: Sequence[str]) -> dict[str, Checkpoint]:
@@ -314,10 +296,10 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
             found.update((r[0], Checkpoint(*r)) for r in read("read_checkpoints", query, chunk))
         return found
 
-    def write_checkpoints(many: Sequence[Checkpoint]) -> None:
-        rows = [(c.name, c.position, c.state) for c in many]
+    def write_checkpoints(checkpoints: Sequence[Checkpoint]) -> None:
+        rows = [(c.name, c.position, c.state) for c in checkpoints]
         write(
-            lambda: f"write_checkpoints{[c.name for c in many]!r}",
+            lambda: f"write_checkpoints{[c.name for c in checkpoints]!r}",
             lambda conn: conn.executemany(_WRITE_CHECKPOINT, rows),
         )
 
@@ -349,13 +331,20 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
     def read_stream(
         stream_type: str, stream_id: str, after: int, up_to: int | None
     ) -> Sequence[StoredEvent]:
+        refuse_negative("read_stream", after=after, up_to=up_to)
         if up_to is None:
             return _events(read("read_stream", _READ_STREAM, (stream_type, stream_id, after)))
         params = (stream_type, stream_id, after, up_to)
         return _events(read("read_stream", _READ_STREAM_UP_TO, params))
 
     def read_all(after: int, limit: int) -> Sequence[StoredEvent]:
+        refuse_negative("read_all", after=after, limit=limit)
         return _events(read("read_all", _READ_ALL, (after, limit)))
+
+    def read_committed(after: int, limit: int) -> Sequence[StoredEvent]:
+        refuse_negative("read_committed", after=after, limit=limit)
+        # Writers serialise: commit order is position order, so every committed row is final.
+        return _events(read("read_committed", _READ_ALL, (after, limit)))
 
     def lease(name: str, owner: str, seconds: float) -> bool:
         now = time.time()
@@ -371,20 +360,19 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
         execute("release", _RELEASE, (name, owner))
 
     def count_after(position: int) -> int:
+        refuse_negative("count_after", position=position)
         return int(read("count_after", _COUNT_AFTER, (position,))[0][0])
 
     def wait_for_events(timeout: float) -> bool:
         # data_version changes when another connection commits to the file: a cheap look.
-        conn = connection()
-        try:
+        with _faults(name, "waiting for events"):
+            conn = connection()
             start = conn.execute("PRAGMA data_version").fetchone()[0]
             deadline = time.monotonic() + timeout
             while (left := deadline - time.monotonic()) > 0:
                 time.sleep(min(_WAKE_EVERY, left))
                 if conn.execute("PRAGMA data_version").fetchone()[0] != start:
                     return True
-        except sqlite3.Error as exc:
-            raise fault("waiting for events", exc) from exc
         return False
 
     def last_position() -> int:
@@ -392,21 +380,24 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
         return int(rows[0][0])
 
     def read_snapshot(stream_type: str, stream_id: str, up_to: int | None) -> StoredSnapshot | None:
+        refuse_negative("read_snapshot", up_to=up_to)
         if up_to is None:
             rows = read("read_snapshot", _READ_SNAPSHOT, (stream_type, stream_id))
         else:
             rows = read("read_snapshot", _READ_SNAPSHOT_UP_TO, (stream_type, stream_id, up_to))
         return StoredSnapshot(*rows[0]) if rows else None
 
-    def write_snapshot(s: StoredSnapshot) -> None:
+    def write_snapshot(snapshot: StoredSnapshot) -> None:
+        s = snapshot
         params = (s.stream_type, s.stream_id, s.version, s.snapshot_version, s.data)
         execute("write_snapshot", _WRITE_SNAPSHOT, params)
 
-    def read_checkpoint(checkpoint: str) -> Checkpoint | None:
-        rows = read("read_checkpoint", _READ_CHECKPOINT, (checkpoint,))
+    def read_checkpoint(name: str) -> Checkpoint | None:
+        rows = read("read_checkpoint", _READ_CHECKPOINT, (name,))
         return Checkpoint(*rows[0]) if rows else None
 
-    def write_checkpoint(c: Checkpoint) -> None:
+    def write_checkpoint(checkpoint: Checkpoint) -> None:
+        c = checkpoint
         execute("write_checkpoint", _WRITE_CHECKPOINT, (c.name, c.position, c.state))
 
     def get_document(projection: str, key: str) -> str | None:
@@ -438,39 +429,66 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
             opened.clear()
 
     try:
-        _ensure_schema(connection())
-    except sqlite3.Error as exc:
+        with _faults(name, "opening"):
+            _ensure_schema(connection())
+    except StorageError:
         close()
-        raise fault("opening", exc) from exc
+        raise
     return Storage(
         name="sqlite",
         append=append,
         read_stream=read_stream,
         read_all=read_all,
+        read_committed=read_committed,
+        last_position=last_position,
+        count_after=count_after,
+        wait_for_events=wait_for_events,
+        lock_stream=lock_stream,
         read_snapshot=read_snapshot,
         write_snapshot=write_snapshot,
         read_checkpoint=read_checkpoint,
         write_checkpoint=write_checkpoint,
-        get_document=get_document,
-        put_document=put_document,
-        all_documents=all_documents,
-        clear_documents=clear_documents,
-        lock_stream=lock_stream,
-        transaction=transaction,
-        close=close,
         read_checkpoints=read_checkpoints,
         write_checkpoints=write_checkpoints,
+        get_document=get_document,
+        put_document=put_document,
         get_documents=get_documents,
         put_documents=put_documents,
-        savepoint=savepoint,
-        last_position=last_position,
-        read_committed=read_all,  # writers serialise: commit order is position order
+        all_documents=all_documents,
+        clear_documents=clear_documents,
         lease=lease,
         release=release,
-        count_after=count_after,
-        wait_for_events=wait_for_events,
+        transaction=transaction,
+        savepoint=savepoint,
         connection=sql_connection,
+        close=close,
     )
+
+
+@contextmanager
+def _faults(name: str, what: str | Callable[[], str]) -> Iterator[None]:
+    """Turn a `sqlite3` error in the block into ours, naming the file and `what` failed.
+
+    `TransientStorageError` when the file stayed locked by another writer past the busy
+    timeout; `StorageDataError` when the file is damaged or not a database; else `StorageError`.
+    """
+    try:
+        yield
+    except sqlite3.Error as exc:
+        doing = what if isinstance(what, str) else what()
+        raise _kind(exc)(f"SQLite database {name!r}: {doing} failed: {exc}") from exc
+
+
+def _kind(exc: sqlite3.Error) -> type[StorageError]:
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF  # extended codes keep the primary low
+    if primary in _BUSY_CODES:
+        return TransientStorageError
+    if primary in _DAMAGED_CODES:
+        return StorageDataError
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+        return TransientStorageError
+    return StorageError
 
 
 def _chunks(items: Sequence[str]) -> Iterator[tuple[str, ...]]:
@@ -582,48 +600,27 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 def _append(conn: sqlite3.Connection, batches: Sequence[StreamAppend]) -> list[StoredEvent]:
     """Check every expected version first, then insert all rows: a conflict writes nothing."""
-    ends: dict[tuple[str, str], int] = {}
-    starts: list[tuple[StreamAppend, int]] = []
-    for batch in batches:
-        key = (batch.stream_type, batch.stream_id)
-        actual = ends.get(key)
-        if actual is None:
-            actual = conn.execute(_STREAM_END, key).fetchone()[0]
-        expected = batch.expected_version
-        if expected is not None and expected != actual:
-            raise VersionConflict(batch.stream_type, batch.stream_id, expected, actual)
-        starts.append((batch, actual))
-        ends[key] = actual + len(batch.events)
+    starts = stream_starts(batches, lambda *key: int(conn.execute(_STREAM_END, key).fetchone()[0]))
     # Writers hold the write lock from BEGIN IMMEDIATE to COMMIT, so positions taken here are
     # committed in position order: a reader never sees position p before p - 1 commits.
-    position: int = conn.execute(_LAST_POSITION).fetchone()[0]
-    rows: list[StoredEvent] = []
-    params: list[tuple[object, ...]] = []
-    for batch, version in starts:
-        stream_type, stream_id = batch.stream_type, batch.stream_id
-        for e in batch.events:
-            version += 1
-            position += 1
-            at = e.recorded_at if e.recorded_at.tzinfo is UTC else _utc(e.recorded_at)
-            params.append(
-                (
-                    position, stream_type, stream_id, version, e.type, e.schema_version,
-                    e.data, str(e.event_id), at.isoformat(timespec="microseconds"),
-                    e.actor_id, e.correlation_id, e.causation_id, e.metadata,
-                )
-            )  # fmt: skip
-            rows.append(
-                StoredEvent(
-                    stream_type, stream_id, version, position, e.type, e.schema_version,
-                    e.data, e.event_id, at, e.actor_id, e.correlation_id, e.causation_id,
-                    e.metadata,
-                )
-            )  # fmt: skip
-    conn.executemany(_INSERT_EVENT, params)
+    rows = numbered(batches, starts, conn.execute(_LAST_POSITION).fetchone()[0])
+    conn.executemany(
+        _INSERT_EVENT,
+        [
+            (
+                r.position, r.stream_type, r.stream_id, r.version, r.type, r.schema_version,
+                r.data, str(r.event_id), _utc(r.recorded_at).isoformat(timespec="microseconds"),
+                r.actor_id, r.correlation_id, r.causation_id, r.metadata,
+            )
+            for r in rows
+        ],
+    )  # fmt: skip
     return rows
 
 
 def _utc(at: datetime) -> datetime:
+    if at.tzinfo is UTC:
+        return at
     if at.utcoffset() is None:
         raise ValueError(f"recorded_at must be an aware datetime, got {at!r}")
     return at.astimezone(UTC)
@@ -634,7 +631,25 @@ _fromiso = datetime.fromisoformat
 
 def _events(rows: list[Any]) -> list[StoredEvent]:
     """Rows in `_EVENT_COLUMNS` order as `StoredEvent`s (the hot read path: no per-row calls)."""
-    return [
-        StoredEvent(st, sid, v, p, t, sv, d, UUID(eid), _fromiso(at), a, c, ca, m)
-        for st, sid, v, p, t, sv, d, eid, at, a, c, ca, m in rows
-    ]
+    try:
+        return [
+            StoredEvent(st, sid, v, p, t, sv, d, UUID(eid), _fromiso(at), a, c, ca, m)
+            for st, sid, v, p, t, sv, d, eid, at, a, c, ca, m in rows
+        ]
+    except (TypeError, ValueError, AttributeError):
+        for row in rows:
+            _check_row(row)
+        raise
+
+
+def _check_row(row: Any) -> None:
+    """`StorageDataError` naming the row when its event id or timestamp cannot be read."""
+    st, sid, v, p, _, _, _, eid, at, *_ = row
+    try:
+        UUID(eid)
+        _fromiso(at)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise StorageDataError(
+            f"corrupt event row: stream {st}/{sid!r} version {v} at position {p}:"
+            f" {type(exc).__name__}: {exc}"
+        ) from exc
