@@ -108,6 +108,19 @@ class InvalidPayload(ValueError):
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_quote: Callable[[str], str] = json.encoder.encode_basestring
+_INFINITIES = (float("inf"), float("-inf"))
+
+
+class _Keys(dict[str, str]):
+    """Field names as JSON object keys with their colon, made once per name."""
+
+    def __missing__(self, name: str) -> str:
+        key = self[name] = f"{_quote(name)}:"
+        return key
+
+
+_KEYS = _Keys()
 
 
 _raw_decode = json.JSONDecoder().raw_decode
@@ -244,26 +257,38 @@ class Codec:
         return text
 
     def _encode_plain(self, obj: Any, fields: tuple[tuple[str, type], ...]) -> str:
-        """The fast path for classes of str/int/float/bool fields: check types, no round trip."""
-        data = {}
+        """The fast path for classes of str/int/float/bool fields: check each value's type and
+        write the JSON text directly, exactly as the general path's encoder would."""
+        parts = []
         for name, kind in fields:
             value = getattr(obj, name)
-            if type(value) is not kind and not (kind is float and type(value) is int):
+            cls = type(value)
+            if cls is str and kind is str:
+                if not value.isascii():
+                    try:
+                        _check_utf8(value)
+                    except ValueError as exc:
+                        raise InvalidPayload(self.name_of(type(obj))[0], name, str(exc)) from None
+                parts.append(f"{_KEYS[name]}{_quote(value)}")
+            elif cls is int and (kind is int or kind is float):
+                parts.append(f"{_KEYS[name]}{int.__repr__(value)}")
+            elif cls is float and kind is float:
+                if value != value or value in _INFINITIES:
+                    raise InvalidPayload(
+                        self.name_of(type(obj))[0],
+                        name,
+                        f"Out of range float values are not JSON compliant: {value!r}",
+                    )
+                parts.append(f"{_KEYS[name]}{float.__repr__(value)}")
+            elif cls is bool and kind is bool:
+                parts.append(f"{_KEYS[name]}{'true' if value else 'false'}")
+            else:
                 raise InvalidPayload(
                     self.name_of(type(obj))[0],
                     name,
-                    f"expected {kind.__name__}, got {type(value).__name__} {_clip(value)}",
+                    f"expected {kind.__name__}, got {cls.__name__} {_clip(value)}",
                 )
-            if kind is str and not value.isascii():  # type: ignore[attr-defined]
-                try:
-                    _check_utf8(value)  # type: ignore[arg-type]
-                except ValueError as exc:
-                    raise InvalidPayload(self.name_of(type(obj))[0], name, str(exc)) from None
-            data[name] = value
-        try:
-            return _ENCODER.encode(data)
-        except ValueError as exc:  # NaN or infinity: not JSON
-            raise InvalidPayload(self.name_of(type(obj))[0], None, str(exc)) from exc
+        return "{" + ",".join(parts) + "}"
 
     def decode_state(self, text: str, cls: type[T]) -> T:
         """A state (or any attrs object) from its JSON text."""
@@ -331,9 +356,28 @@ class Codec:
         current = self._current_version(name, version)
         cls = self._by_name[name][0]
         structure = self.converter.get_structure_hook(cls)
-        if version == current:
+        if version != current:
+            return lambda text: structure(self.upcast(name, version, loads(text)), cls)
+        plain = _plain_fields(cls) if self._default else None
+        if plain is None:
             return lambda text: structure(loads(text), cls)
-        return lambda text: structure(self.upcast(name, version, loads(text)), cls)
+        size = len(plain)
+
+        def read_plain(text: str) -> Any:
+            # The fast path: exactly the fields, each of exactly its type, as cattrs would
+            # accept them; anything else goes through cattrs, which names what is wrong.
+            data = loads(text)
+            if type(data) is dict and len(data) == size:
+                for field, kind in plain:
+                    value = data.get(field, _UNKNOWN)
+                    found = type(value)
+                    if found is not kind and not (kind is float and found is int):
+                        break
+                else:
+                    return cls(**data)
+            return structure(data, cls)
+
+        return read_plain
 
 
 _UNKNOWN: Any = object()

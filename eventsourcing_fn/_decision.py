@@ -43,16 +43,16 @@ def decide_all(
         for event in result.unwrap():
             evolve = aggregate.evolver(event)  # ConfigurationError when there is none
             encoded = _encode(aggregate, codec, stream_id, event, command)
-            if isinstance(encoded, Failure):
-                return encoded
-            decided.append(encoded.unwrap())
+            if isinstance(encoded, CommandError):
+                return Failure(encoded)
+            decided.append(encoded)
             state = evolve(state, event)
     return Success((state, decided))
 
 
 def _encode(
     aggregate: Aggregate[Any], codec: Codec, stream_id: str | None, event: object, command: object
-) -> Result[Decided, CommandError]:
+) -> Decided | CommandError:
     cls = type(event)
     if not codec.knows(cls):
         raise ConfigurationError(
@@ -65,16 +65,14 @@ def _encode(
         data = codec.encode(event)
     except InvalidPayload as exc:
         where = short(stream_id) if stream_id is not None else "(new)"
-        return Failure(
-            EventValidationError(
-                f"aggregate {aggregate.name!r}, stream {where}: event {exc} "
-                f"(from command {type(command).__qualname__}); nothing appended",
-                aggregate=aggregate.name,
-                stream_id=stream_id,
-                command=command,
-                reason=exc.__cause__ or exc,
-                event_type=type_name,
-                field=exc.field,
-            )
+        return EventValidationError(
+            f"aggregate {aggregate.name!r}, stream {where}: event {exc} "
+            f"(from command {type(command).__qualname__}); nothing appended",
+            aggregate=aggregate.name,
+            stream_id=stream_id,
+            command=command,
+            reason=exc.__cause__ or exc,
+            event_type=type_name,
+            field=exc.field,
         )
-    return Success(Decided(event, type_name, version, data, command))
+    return Decided(event, type_name, version, data, command)

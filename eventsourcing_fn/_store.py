@@ -9,7 +9,6 @@ from contextvars import ContextVar
 from datetime import datetime
 from itertools import takewhile
 from typing import Any, TypeVar
-from uuid import uuid4
 
 import cattrs
 from returns.result import Failure, Result, Success
@@ -35,6 +34,7 @@ from ._errors import (
     EventSourcingError,
 )
 from ._html import History, Records, history_of, store_html
+from ._ids import uuid4s
 from ._listener import Listener, notify
 from ._loading import load_state, maybe_snapshot
 from ._notebook import show_failures_as_tables
@@ -151,7 +151,7 @@ class EventStore:
         expected_version = _arguments.expected_version(expected_version)
         _arguments.count("execute", "max_retries", max_retries)
         new = stream_id is None
-        sid = str(uuid4()) if stream_id is None else stream_id
+        sid = str(uuid4s(1)[0]) if stream_id is None else stream_id
         nested = self._in_transaction.get()
         retry = expected_version is None and not nested
         retries = reorders = 0
@@ -248,8 +248,9 @@ class EventStore:
         maybe_snapshot(
             self.storage, self.codec, aggregate, sid, rows[0].version - 1, rows[-1].version, state
         )
+        shared = dict(ctx.metadata)  # one copy for the command's events, read-only to them
         appended = tuple(
-            recorded(d.event, row, dict(ctx.metadata)) for d, row in zip(events, rows, strict=True)
+            recorded(d.event, row, shared) for d, row in zip(events, rows, strict=True)
         )
         cascade: tuple[Recorded[Any], ...] = ()
         if session is not None:

@@ -309,3 +309,63 @@ class TestProperties:
         store = EventStore(aggregates=[EMITTER])
         store.execute(EMITTER, "s", Emit((event,))).unwrap()
         assert store.events(EMITTER, "s")[0].event == event
+
+
+@attrs.frozen
+class Flat:
+    name: str
+    count: int
+    ratio: float
+    flag: bool
+
+
+class TestFastPaths:
+    @settings(max_examples=300, deadline=None)
+    @given(
+        name=st.text(),
+        count=st.integers(),
+        ratio=st.floats() | st.integers(),
+        flag=st.booleans(),
+    )
+    def test_fast_and_general_paths_agree(
+        self, name: str, count: int, ratio: float, flag: bool
+    ) -> None:
+        """Flat classes written and read on the fast path give the general path's text and
+        objects, or fail where it fails."""
+        from eventsourcing_fn._codec import _ENCODER, Codec, InvalidPayload, make_converter
+
+        codec = Codec([Flat])
+        converter = make_converter()
+        obj = Flat(name, count, ratio, flag)
+        try:
+            general = _ENCODER.encode(converter.unstructure(obj))
+            general.encode("utf-8")
+        except (ValueError, UnicodeEncodeError):
+            with pytest.raises(InvalidPayload):
+                codec.encode(obj)
+            return
+        assert codec.encode(obj) == general
+        read = codec.reader("Flat", 1)(general)
+        assert read == converter.structure(converter.unstructure(obj), Flat)
+        assert type(read.ratio) is type(ratio)
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            '{"name":"a","count":1,"ratio":1.0}',
+            '{"name":"a","count":1,"ratio":1.0,"flag":true,"extra":1}',
+            '{"name":"a","count":true,"ratio":1.0,"flag":true}',
+            '{"name":1,"count":1,"ratio":1.0,"flag":true}',
+            '{"name":"a","count":1.5,"ratio":1.0,"flag":true}',
+            '{"name":"a","count":1,"ratio":"1","flag":true}',
+            "[1, 2]",
+        ],
+    )
+    def test_fast_reader_refuses_what_the_general_one_refuses(self, text: str) -> None:
+        """A stored payload the strict rules refuse fails on the fast path too."""
+        import cattrs
+
+        from eventsourcing_fn._codec import Codec
+
+        with pytest.raises((cattrs.BaseValidationError, AttributeError)):
+            Codec([Flat]).reader("Flat", 1)(text)
