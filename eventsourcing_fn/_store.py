@@ -161,7 +161,9 @@ class EventStore:
             except OrderConflict as conflict:
                 # Our transaction began before the one that wrote the stream's end: a new
                 # transaction comes after it in the log, so trying again is always safe.
-                if nested or reorders == _REORDER_RETRIES:
+                # Every refusal means another writer's append landed: the system moves on, so
+                # a caller who allows retries for lost races allows these too.
+                if nested or reorders == _REORDER_RETRIES + max_retries:
                     return Failure(self._conflict(aggregate, sid, commands, conflict))
                 reorders += 1
             except VersionConflict as conflict:

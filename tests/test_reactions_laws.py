@@ -19,6 +19,7 @@ from conftest import POSTGRES_URL, StorageFactory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reactive import make_balances, make_totals
+from returns.result import Success
 
 from eventsourcing_fn import EventStore
 from eventsourcing_fn.storage import memory_storage
@@ -76,7 +77,10 @@ class TestManyWriters:
             try:
                 for i in range(15):
                     store.execute(account, f"own-{n}", Deposit(1) if i else Open(f"o{n}"))
-                    store.execute(account, "shared", Deposit(1), max_retries=50).unwrap()
+                    result = store.execute(account, "shared", Deposit(1), max_retries=50)
+                    if not isinstance(result, Success):
+                        errors.append(result.failure())
+                        return
             except BaseException as exc:  # reported below, with the thread's failure
                 errors.append(exc)
 
