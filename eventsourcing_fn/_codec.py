@@ -224,6 +224,21 @@ class Codec:
         self.add(cls)
         return True
 
+    def encode_event(self, event: Any) -> tuple[str, int, str] | None:
+        """(type name, version, JSON text) of an event of a known class; None for a class this
+        codec does not know. Raises `InvalidPayload` as `encode` does."""
+        cls = type(event)
+        info = self._by_class.get(cls)
+        if info is None:
+            if not self._adopt(cls):
+                return None
+            info = self._by_class[cls]
+        plain = self._plain.get(cls, _UNKNOWN)
+        if plain is _UNKNOWN:
+            plain = self._plain[cls] = _plain_fields(cls) if self._default else None
+        text = self._encode_plain(event, plain) if plain is not None else self.encode(event)
+        return info[0], info[1], text
+
     def encode(self, obj: Any) -> str:
         """JSON text of `obj`, checked to read back equal; `InvalidPayload` otherwise."""
         cls = type(obj)

@@ -53,26 +53,33 @@ def decide_all(
 def _encode(
     aggregate: Aggregate[Any], codec: Codec, stream_id: str | None, event: object, command: object
 ) -> Decided | CommandError:
-    cls = type(event)
-    if not codec.knows(cls):
+    try:
+        encoded = codec.encode_event(event)
+    except InvalidPayload as exc:
+        return _invalid(aggregate, stream_id, command, exc)
+    if encoded is None:
         raise ConfigurationError(
-            f"aggregate {aggregate.name!r} emitted {cls.__qualname__}, "
+            f"aggregate {aggregate.name!r} emitted {type(event).__qualname__}, "
             "which the store does not know: give it an evolve of its own (a subclass does not "
             "inherit its base's type name)"
         )
-    type_name, version = codec.name_of(cls)
-    try:
-        data = codec.encode(event)
-    except InvalidPayload as exc:
-        where = short(stream_id) if stream_id is not None else "(new)"
-        return EventValidationError(
-            f"aggregate {aggregate.name!r}, stream {where}: event {exc} "
-            f"(from command {type(command).__qualname__}); nothing appended",
-            aggregate=aggregate.name,
-            stream_id=stream_id,
-            command=command,
-            reason=exc.__cause__ or exc,
-            event_type=type_name,
-            field=exc.field,
-        )
-    return Decided(event, type_name, version, data, command)
+    return Decided(event, *encoded, command)
+
+
+def _invalid(
+    aggregate: Aggregate[Any],
+    stream_id: str | None,
+    command: object,
+    exc: InvalidPayload,
+) -> CommandError:
+    where = short(stream_id) if stream_id is not None else "(new)"
+    return EventValidationError(
+        f"aggregate {aggregate.name!r}, stream {where}: event {exc} "
+        f"(from command {type(command).__qualname__}); nothing appended",
+        aggregate=aggregate.name,
+        stream_id=stream_id,
+        command=command,
+        reason=exc.__cause__ or exc,
+        event_type=exc.type_name,
+        field=exc.field,
+    )
