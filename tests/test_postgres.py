@@ -407,6 +407,45 @@ class TestAppend:
         versions = [r.version for r in storage.read_stream("clock", "shared", 0, None)]
         assert versions == list(range(1, 61))
 
+    @pytest.mark.skipif(
+        psycopg.pq.version() < 140000, reason="libpq before 14 has no pipeline mode"
+    )
+    def test_append_outside_a_transaction_is_two_round_trips(
+        self, make: Make, tmp_path: Path
+    ) -> None:
+        """An append on its own waits for the server twice: BEGIN with the INSERT, then COMMIT."""
+        with psycopg_pool.ConnectionPool(
+            POSTGRES_URL, min_size=1, max_size=1, kwargs={"autocommit": True}
+        ) as pool:
+            storage = make(pool)
+            for n in range(10):  # past the driver's preparing of statements it sees repeated
+                storage.append([batch(f"warm-{n}", 0)])
+            with pool.connection() as conn:  # the one connection the storage uses
+                pass
+            trace = tmp_path / "protocol.log"
+            with trace.open("w") as out:
+                conn.pgconn.trace(out.fileno())
+                conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+                try:
+                    storage.append([batch("a", 0, 3)])
+                finally:
+                    conn.pgconn.untrace()
+            assert [r.version for r in storage.read_stream("clock", "a", 0, None)] == [1, 2, 3]
+        sent = [line.split("\t")[2] for line in trace.read_text().splitlines() if line[:2] == "F\t"]
+        assert sent.count("Sync") + sent.count("Query") == 2, sent
+
+    def test_first_write_refused_by_the_server(self, make: Make) -> None:
+        """A first write the server refuses is a StorageError; its transaction keeps nothing."""
+        storage = make()
+        with pytest.raises(StorageError, match="writing document"), storage.transaction():
+            storage.put_document("p", "k", "{not json")
+        with storage.transaction():
+            with pytest.raises(StorageError), storage.savepoint():
+                storage.put_document("p", "k", "{not json")
+            storage.append([batch("a", 0)])
+        assert storage.get_document("p", "k") is None
+        assert [r.stream_id for r in read_log(storage, 1)] == ["a"]
+
 
 class TestStreamOrder:
     def test_append_after_a_younger_transactions_commit_is_an_order_conflict(

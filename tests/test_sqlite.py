@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import multiprocessing
 import os
 import shutil
@@ -376,6 +377,118 @@ class TestFaults:
         (row,) = storage.read_all(0, 1)
         assert row.recorded_at == at
         assert row.recorded_at.tzinfo is UTC
+        storage.close()
+
+
+class TestAppend:
+    def test_append_larger_than_one_insert(self, tmp_path: Path) -> None:
+        """An append of more rows than one INSERT statement takes lands whole, in order."""
+        storage = sqlite_storage(tmp_path / "db")
+        fill(storage, 1)
+        big = [new_event(data=f'{{"n": {n}}}') for n in range(200)]
+        rows = storage.append(
+            [
+                StreamAppend("account", "big", 0, big[:150]),
+                StreamAppend("account", "s0", 2, big[150:]),
+            ]
+        )
+        stored = storage.read_all(0, 1000)
+        assert [r.position for r in stored] == list(range(1, 203))
+        assert stored[2:] == list(rows)
+        assert [r.data for r in rows] == [e.data for e in big]
+        assert [r.version for r in storage.read_stream("account", "big", 0, None)] == list(
+            range(1, 151)
+        )
+        assert [r.version for r in storage.read_stream("account", "s0", 0, None)][-1] == 52
+        storage.close()
+
+
+def one_event(storage: Storage, stream_id: str) -> int:
+    """Append one event to a new stream; its position."""
+    (row,) = storage.append([StreamAppend("account", stream_id, 0, [new_event()])])
+    return row.position
+
+
+def holding_a_transaction(storage: Storage, until: threading.Event) -> threading.Thread:
+    """A thread inside `storage.transaction()` until `until` is set (at most 20 s), started
+    and holding it when this returns."""
+    inside = threading.Event()
+
+    def hold() -> None:
+        with storage.transaction():
+            one_event(storage, "held")
+            inside.set()
+            until.wait(20)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert inside.wait(10), "the holding thread did not begin its transaction"
+    return thread
+
+
+class TestThreads:
+    def test_threads_writing_through_one_storage_take_turns(self, tmp_path: Path) -> None:
+        """Ten threads appending at once progress alike: none is left behind the others."""
+        storage = sqlite_storage(tmp_path / "db")
+        threads, appends = 10, 20
+        done = [0] * threads
+        when_first_finished: list[list[int]] = []
+        guard = threading.Lock()
+        start = threading.Barrier(threads)
+
+        def work(n: int) -> None:
+            start.wait(10)
+            for i in range(appends):
+                one_event(storage, f"{n}-{i}")
+                done[n] += 1
+            with guard:
+                if not when_first_finished:
+                    when_first_finished.append(list(done))
+
+        workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert done == [appends] * threads
+        assert min(when_first_finished[0]) >= appends // 2, when_first_finished
+        assert len(storage.read_all(0, threads * appends + 1)) == threads * appends
+        storage.close()
+
+    def test_waiting_past_the_busy_timeout_for_another_thread_is_transient(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Waiting past the busy timeout for another thread's transaction is transient."""
+        monkeypatch.setattr(_sqlite, "_BUSY_TIMEOUT", 0.1)
+        storage = sqlite_storage(tmp_path / "db")
+        release = threading.Event()
+        holder = holding_a_transaction(storage, release)
+        try:
+            with pytest.raises(TransientStorageError, match="other threads"):
+                one_event(storage, "late")
+            with (
+                pytest.raises(TransientStorageError, match="beginning a transaction"),
+                storage.transaction(),
+            ):
+                pass
+        finally:
+            release.set()
+            holder.join(10)
+        one_event(storage, "late")
+        assert [r.stream_id for r in storage.read_all(0, 10)] == ["held", "late"]
+        storage.close()
+
+    def test_write_from_another_context_of_the_writing_thread_fails_at_once(
+        self, tmp_path: Path
+    ) -> None:
+        """A transaction's thread writing from outside the transaction fails, never waits."""
+        storage = sqlite_storage(tmp_path / "db")
+        with storage.transaction():
+            one_event(storage, "inside")
+            with pytest.raises(StorageError, match="within a transaction") as info:
+                contextvars.Context().run(one_event, storage, "outside")
+            assert not isinstance(info.value, TransientStorageError)
+        assert [r.stream_id for r in storage.read_all(0, 10)] == ["inside"]
         storage.close()
 
 

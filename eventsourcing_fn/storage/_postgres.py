@@ -11,6 +11,7 @@ a stream's next version below its last one: it refuses when that row's xid is la
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -33,7 +34,7 @@ from ._record import (
     StreamAppend,
     Transaction,
 )
-from ._shared import check_expected, refuse_negative, stored, transactions
+from ._shared import Payload, StreamReader, check_expected, refuse_negative, stored, transactions
 
 try:
     import psycopg
@@ -52,20 +53,8 @@ _SHIFT = 1 << 20  # events one transaction may append, plus one
 _RACE_RETRIES = 100  # appends at ANY version that lose the race for the stream's end
 _NAME_BYTES = 63  # PostgreSQL cuts longer identifiers short (NAMEDATALEN - 1)
 _MAX = (1 << 63) - 1  # "no upper bound" for version ranges, so one statement serves both
-# NewEvent's fields in StoredEvent's order after (stream_type, stream_id, version, position),
-# also the INSERT's parameter names.
-_FIELD_NAMES = (
-    "type",
-    "schema_version",
-    "data",
-    "event_id",
-    "recorded_at",
-    "actor_id",
-    "correlation_id",
-    "causation_id",
-    "metadata",
-)
-_FIELDS = attrgetter(*_FIELD_NAMES)
+# Compact, and strict: a value JSON cannot hold is a TypeError, never its str().
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _TEXT_NAMES = ("type", "data", "actor_id", "correlation_id", "causation_id", "metadata")
 _TEXTS = attrgetter(*_TEXT_NAMES)
 
@@ -138,17 +127,17 @@ _QUERIES = {
         " pg_current_xact_id()::text::bigint * %(shift)b + e.n, e.type, e.schema_version,"
         " e.data::json, e.event_id, e.recorded_at, e.actor_id, e.correlation_id, e.causation_id,"
         " e.metadata::json"
-        " FROM unnest(%(types)b::text[], %(ids)b::text[], %(expected)b::int8[])"
-        " WITH ORDINALITY AS s(stream_type, stream_id, expected, i)"
+        # The streams and their events come as two JSON arrays of objects: one text parameter
+        # each, which the driver sends as it is (arrays of each column cost far more to build).
+        " FROM json_to_recordset(%(streams)b::json)"
+        " AS s(i int8, stream_type text, stream_id text, expected int8)"
         " LEFT JOIN LATERAL (SELECT x.version, x.position FROM {events} x"
         " WHERE x.stream_type = s.stream_type AND x.stream_id = s.stream_id"
         " ORDER BY x.version DESC LIMIT 1) h ON true"
-        " JOIN unnest(%(stream)b::int8[], %(off)b::int8[], %(n)b::int8[], %(type)b::text[],"
-        " %(schema_version)b::int4[], %(data)b::text[], %(event_id)b::uuid[],"
-        " %(recorded_at)b::timestamptz[], %(actor_id)b::text[], %(correlation_id)b::text[],"
-        " %(causation_id)b::text[], %(metadata)b::text[])"
-        " AS e(stream, off, n, type, schema_version, data, event_id, recorded_at, actor_id,"
-        " correlation_id, causation_id, metadata) ON e.stream = s.i"
+        " JOIN json_to_recordset(%(events)b::json)"
+        " AS e(stream int8, off int8, n int8, type text, schema_version int4, data text,"
+        " event_id uuid, recorded_at timestamptz, actor_id text, correlation_id text,"
+        " causation_id text, metadata text) ON e.stream = s.i"
         # A stale expected version, a race lost at ANY, or a stream whose last row belongs to
         # a transaction with a larger xid (its position is above all of ours: readers would
         # see our later versions before it) inserts fewer rows than asked (the caller undoes
@@ -170,6 +159,12 @@ _QUERIES = {
     ),
     "stream": (
         f"SELECT {_COLUMNS} FROM {{events}} WHERE stream_type = %s AND stream_id = %s"
+        f" AND version > %s AND version <= coalesce(%s::int8, {_MAX}) ORDER BY version"
+    ),
+    # What folding a stream needs of each row, in `Payload` order.
+    "payloads": (
+        "SELECT version, type, schema_version, data::text FROM {events}"
+        " WHERE stream_type = %s AND stream_id = %s"
         f" AND version > %s AND version <= coalesce(%s::int8, {_MAX}) ORDER BY version"
     ),
     # The bound is one InitPlan under the statement's own snapshot: every *other* transaction
@@ -260,12 +255,17 @@ _QUERIES = {
     ),
     "drop_documents": "DELETE FROM {documents} WHERE projection = %s AND key = ANY(%s::text[])",
 }
-# Generic plans: a custom plan of the array INSERT costs more to make than to run, and the
-# planner never switches by itself (it guesses 100 elements per array in a generic plan).
-_BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan"
-# Every write transaction holds this lock, shared, from BEGIN on: by it readers tell which
-# running transactions may append to this schema.
-_APPENDER = "SELECT pg_advisory_xact_lock_shared({k1}, hashtext({schema}))"
+_BEGIN = b"BEGIN ISOLATION LEVEL READ COMMITTED"
+# Right after BEGIN, in one statement (set_config(..., true) is SET LOCAL): generic plans, as a
+# custom plan of the INSERT costs more to make than to run and the planner never switches by
+# itself (it guesses 100 rows per JSON array in a generic plan); the store's search path; and
+# the appender lock, held shared from BEGIN on by every write transaction: by it readers tell
+# which running transactions may append to this schema.
+_SETUP = (
+    "SELECT set_config('plan_cache_mode', 'force_generic_plan', true),"
+    " set_config('search_path', {path}, true),"
+    " pg_advisory_xact_lock_shared({k1}, hashtext({schema}))"
+)
 
 
 def postgres_schema(schema: str = "eventsourcing") -> str:
@@ -445,12 +445,16 @@ class _Postgres:
         self.current: ContextVar[_Tx | None] = ContextVar(f"postgres_tx_{schema}", default=None)
         self.q = {key: _compose(text, schema) for key, text in _QUERIES.items()}
         self.listener = _Listener(self.conns, schema)
-        appender = _APPENDER.format(k1=_K1, schema=sql.Literal(schema).as_string(None))
         # SQL projections write the user's tables with unqualified names: they go to (and are
         # found first in) this store's schema, so two stores in two schemas stay apart.
         self.search_path = f"{sql.Identifier(schema).as_string(None)}, public"
-        path = f"SET LOCAL search_path = {self.search_path}"
-        self.begin = f"{_BEGIN}; {appender}; {path}".encode()  # no parameters: % is plain text
+        setup = _SETUP.format(
+            path=sql.Literal(self.search_path).as_string(None),
+            k1=_K1,
+            schema=sql.Literal(schema).as_string(None),
+        )
+        # Run without parameters, so a % in the schema's name is plain text.
+        self.begin = (_BEGIN, setup.encode())
         self.transaction: Transaction
         self.savepoint: Savepoint
         self.transaction, self.savepoint = transactions(
@@ -461,7 +465,7 @@ class _Postgres:
         return Storage(
             name="postgres",
             append=self.append,
-            read_stream=self.read_stream,
+            read_stream=StreamReader(self.read_stream, self.read_payloads),
             read_all=self.read_all,
             read_committed=self.read_committed,
             last_position=self.last_position,
@@ -562,12 +566,24 @@ class _Postgres:
 
     def _first(self, tx: _Tx, query: str, params: Any, write: bool) -> list[Any]:
         """A statement before the transaction's first write; a write sends BEGIN first."""
-        if write:
-            # BEGIN waits for the first write or lock: reads before it are READ COMMITTED
-            # statements either way, and a read-only transaction costs no round trips.
-            tx.lease.conn.execute(self.begin)
-            tx.begun = True
-        return _rows(tx.lease.conn.execute(query, params))
+        conn = tx.lease.conn
+        if not write:
+            return _rows(conn.execute(query, params))
+        # BEGIN waits for the first write or lock: reads before it are READ COMMITTED
+        # statements either way, and a read-only transaction costs no round trips. BEGIN and
+        # the write travel in one pipeline: one round trip for both.
+        try:
+            with conn.pipeline():
+                for statement in self.begin:
+                    conn.execute(statement)
+                cur = conn.execute(query, params)
+        except psycopg.Error:
+            # Unless the connection died (the server then ends the transaction, and the caller
+            # may carry on with another), the transaction is open on the server, if aborted.
+            tx.begun = not conn.broken
+            raise
+        tx.begun = True
+        return _rows(cur)
 
     def _alone(self, query: str, params: Any, write: bool) -> list[Any]:
         """One autocommit statement on a pooled connection."""
@@ -641,9 +657,7 @@ class _Postgres:
             )
         tx.appended += len(events)
         what = f"append to {_streams(batches)}"
-        done = self._fetch(
-            what, self.q["insert"], _insert_params(batches, events, first), write=True
-        )
+        done = self._fetch(what, self.q["insert"], _insert_params(batches, first), write=True)
         if len(done) == len(events):
             return _stored(events, done, first)
         # Short: undo this statement's rows, then tell why; a race lost at ANY is retried.
@@ -674,6 +688,14 @@ class _Postgres:
         refuse_negative("read_stream", after=after, up_to=up_to)
         what = f"reading stream {stream_type}/{stream_id!r}"
         return _events(self._fetch(what, self.q["stream"], (stream_type, stream_id, after, up_to)))
+
+    def read_payloads(
+        self, stream_type: str, stream_id: str, after: int, up_to: int | None
+    ) -> Sequence[Payload]:
+        """`read_stream`'s rows as (version, type, schema_version, data)."""
+        refuse_negative("read_stream", after=after, up_to=up_to)
+        what = f"reading stream {stream_type}/{stream_id!r}"
+        return self._fetch(what, self.q["payloads"], (stream_type, stream_id, after, up_to))
 
     def read_all(self, after: int, limit: int) -> Sequence[StoredEvent]:
         """Up to `limit` rows after position `after` that no running writer can precede."""
@@ -862,21 +884,31 @@ def _refuse_nul(what: str, **texts: str | None) -> None:
             )
 
 
-def _insert_params(
-    batches: Sequence[StreamAppend], events: list[tuple[StreamAppend, NewEvent]], first: int
-) -> dict[str, object]:
-    """The INSERT's arrays: one element per stream, then one per event."""
-    columns = zip(*(_FIELDS(e) for _, e in events), strict=True)
-    return {
-        "shift": _SHIFT,
-        "types": [b.stream_type for b in batches],
-        "ids": [b.stream_id for b in batches],
-        "expected": [b.expected_version for b in batches],
-        "stream": [i for i, b in enumerate(batches, start=1) for _ in b.events],
-        "off": [off for b in batches for off in range(1, len(b.events) + 1)],
-        "n": list(range(first + 1, first + 1 + len(events))),
-        **{name: list(column) for name, column in zip(_FIELD_NAMES, columns, strict=True)},
-    }
+def _insert_params(batches: Sequence[StreamAppend], first: int) -> dict[str, object]:
+    """The INSERT's parameters: its streams, and their events numbered from `first` + 1 in the
+    order given (`n`), each with the stream it goes to (`stream`) and its place there (`off`)."""
+    streams = []
+    events = []
+    n = first
+    at, text = None, ""
+    for i, b in enumerate(batches, start=1):
+        streams.append(
+            {"i": i, "stream_type": b.stream_type, "stream_id": b.stream_id,
+             "expected": b.expected_version}
+        )  # fmt: skip
+        for off, e in enumerate(b.events, start=1):
+            n += 1
+            if e.recorded_at is not at:  # a command's events share one timestamp: format it once
+                at, text = e.recorded_at, e.recorded_at.isoformat()
+            # fmt: off
+            events.append({
+                "stream": i, "off": off, "n": n, "type": e.type,
+                "schema_version": e.schema_version, "data": e.data, "event_id": str(e.event_id),
+                "recorded_at": text, "actor_id": e.actor_id, "correlation_id": e.correlation_id,
+                "causation_id": e.causation_id, "metadata": e.metadata,
+            })
+            # fmt: on
+    return {"shift": _SHIFT, "streams": _json(streams), "events": _json(events)}
 
 
 def _stored(

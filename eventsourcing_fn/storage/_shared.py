@@ -1,15 +1,61 @@
-"""What every backend does alike: bounds, nested transactions, expected versions, new rows."""
+"""What every backend does alike: bounds, nested transactions, expected versions, new rows,
+the narrow stream read that loading uses, and a first-come-first-served writer lock."""
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-from ._record import NewEvent, Savepoint, StoredEvent, StreamAppend, Transaction, VersionConflict
+from ._record import (
+    NewEvent,
+    ReadStream,
+    Savepoint,
+    StoredEvent,
+    StreamAppend,
+    Transaction,
+    VersionConflict,
+)
 
 _Tx = TypeVar("_Tx")
+Payload = tuple[int, str, int, str]  # (version, type, schema_version, data) of one row
+
+
+class ReadPayloads(Protocol):
+    def __call__(
+        self, stream_type: str, stream_id: str, after: int, up_to: int | None
+    ) -> Sequence[Payload]:
+        """The rows `ReadStream` returns, each as (version, type, schema_version, data)."""
+        ...
+
+
+class StreamReader:
+    """A backend's `read_stream`, with `payloads`: the same rows, narrowed to what folding
+    a stream needs, so loading skips the columns and the row objects it would not use.
+
+    Loading reads through `payloads` only while this very object is the storage's
+    `read_stream`: a wrapper put in its place (`attrs.evolve(storage, read_stream=...)`)
+    sees every read, as it would without this.
+    """
+
+    __slots__ = ("payloads", "read")
+
+    def __init__(self, read: ReadStream, payloads: ReadPayloads) -> None:
+        self.read = read
+        self.payloads = payloads
+
+    def __call__(
+        self, stream_type: str, stream_id: str, after: int, up_to: int | None
+    ) -> Sequence[StoredEvent]:
+        return self.read(stream_type, stream_id, after, up_to)
+
+    def __repr__(self) -> str:
+        return f"StreamReader({self.read!r})"
 
 
 def refuse_negative(function: str, **bounds: int | None) -> None:
@@ -110,3 +156,78 @@ def numbered(
             position += 1
             rows.append(stored(batch, event, version, position))
     return rows
+
+
+class FairLock:
+    """A lock granted in the order it was asked for, with a timeout.
+
+    A plain lock, like SQLite's sleep-and-retry busy handler, lets a thread that has just
+    released take it again before threads that have waited longer: under load some finish
+    dozens of turns while others wait for one. Here a releasing holder hands the lock to the
+    oldest waiter: a thread waits for those that asked before it, never for one that asked
+    after.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        _FAIR_LOCKS.add(self)
+
+    def _reset(self) -> None:
+        self._guard = threading.Lock()
+        self._waiters: deque[tuple[threading.Lock, int]] = deque()
+        self._owner: int | None = None  # the thread holding the lock
+
+    def acquire(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the lock: True once held, `TimeoutError` when the
+        time runs out; False at once when the calling thread holds it already (it is not
+        taken twice: the caller must not release it)."""
+        me = threading.get_ident()
+        with self._guard:
+            if self._owner is None:
+                self._owner = me
+                return True
+            if self._owner == me:
+                return False
+            waiter = (threading.Lock(), me)
+            waiter[0].acquire()
+            self._waiters.append(waiter)
+        try:
+            if waiter[0].acquire(timeout=timeout):
+                return True
+        except BaseException:
+            if self._leave(waiter):
+                self.release()  # handed over as the wait was interrupted: pass it on
+            raise
+        if self._leave(waiter):
+            return True  # handed over just as the time ran out
+        raise TimeoutError(f"the lock was held by others for {timeout} s")
+
+    def _leave(self, waiter: tuple[threading.Lock, int]) -> bool:
+        """Leave the queue; True when the lock was handed to this waiter before it could."""
+        with self._guard:
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                return True
+            return False
+
+    def release(self) -> None:
+        """Hand the lock to the oldest waiter, or leave it free."""
+        with self._guard:
+            if self._waiters:
+                turn, self._owner = self._waiters.popleft()
+                turn.release()
+            else:
+                self._owner = None
+
+
+# Threads do not survive fork(): a lock one of them held or waited for starts free in the child.
+_FAIR_LOCKS: weakref.WeakSet[FairLock] = weakref.WeakSet()
+
+
+def _free_fair_locks() -> None:
+    for lock in list(_FAIR_LOCKS):
+        lock._reset()
+
+
+os.register_at_fork(after_in_child=_free_fair_locks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
@@ -23,7 +24,7 @@ from ._record import (
     StreamAppend,
     VersionConflict,
 )
-from ._shared import numbered, refuse_negative, stream_starts, transactions
+from ._shared import FairLock, Payload, StreamReader, refuse_negative, stream_starts, transactions
 
 _T = TypeVar("_T")
 
@@ -80,11 +81,17 @@ _LEASE = (
 _RELEASE = "DELETE FROM leases WHERE name = ? AND owner = ?"
 _WAKE_EVERY = 0.02  # seconds between looks at the file's change counter while waiting
 _STREAM_END = "SELECT coalesce(max(version), 0) FROM events WHERE stream_type = ? AND stream_id = ?"
-_INSERT_EVENT = (
-    "INSERT INTO events (position, stream_type, stream_id, version, type, schema_version, data,"
-    " event_id, recorded_at, actor_id, correlation_id, causation_id, metadata)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# The first stream's end and the log's, in one statement: positions follow the log's end.
+_STREAM_AND_LOG_END = (
+    "SELECT coalesce(max(version), 0), (SELECT coalesce(max(position), 0) FROM events)"
+    " FROM events WHERE stream_type = ? AND stream_id = ?"
 )
+_INSERT_EVENTS = (
+    "INSERT INTO events (position, stream_type, stream_id, version, type, schema_version, data,"
+    " event_id, recorded_at, actor_id, correlation_id, causation_id, metadata) VALUES "
+)
+_EVENT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ROWS_PER_INSERT = 999 // 13  # rows of one INSERT, each 13 parameters: in any SQLite's limit
 # Columns in `StoredEvent` field order, so a row maps onto the constructor positionally.
 _EVENT_COLUMNS = (
     "SELECT stream_type, stream_id, version, position, type, schema_version, data, event_id,"
@@ -98,6 +105,15 @@ _READ_STREAM_UP_TO = (
     " ORDER BY version"
 )
 _READ_ALL = f"{_EVENT_COLUMNS} WHERE position > ? ORDER BY position LIMIT ?"
+# What folding a stream needs of each row, in `Payload` order.
+_PAYLOAD_COLUMNS = "SELECT version, type, schema_version, data FROM events"
+_READ_PAYLOADS = (
+    f"{_PAYLOAD_COLUMNS} WHERE stream_type = ? AND stream_id = ? AND version > ? ORDER BY version"
+)
+_READ_PAYLOADS_UP_TO = (
+    f"{_PAYLOAD_COLUMNS} WHERE stream_type = ? AND stream_id = ? AND version > ?"
+    " AND version <= ? ORDER BY version"
+)
 _SNAPSHOT_COLUMNS = "SELECT stream_type, stream_id, version, snapshot_version, data FROM snapshots"
 _READ_SNAPSHOT = (
     f"{_SNAPSHOT_COLUMNS} WHERE stream_type = ? AND stream_id = ? ORDER BY version DESC LIMIT 1"
@@ -173,7 +189,9 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
     file the store cannot write, or one that is not a SQLite database (or whose tables cannot be
     read) raises `StorageError` here, naming the path. Any later `sqlite3` fault surfaces as
     `StorageError` naming the path. One connection per thread; `transaction()` joins nesting
-    calls and every callable inside it uses the transaction's connection.
+    calls and every callable inside it uses the transaction's connection. The threads of one
+    storage take turns to write in the order they asked (other processes wait through SQLite's
+    busy timeout).
     """
     name = os.fspath(path)
     file = _file_path(name)
@@ -181,6 +199,7 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
     opened: weakref.WeakSet[_Connection] = weakref.WeakSet()
     orphans: list[sqlite3.Connection] = []  # inherited over fork(): kept, never used or closed
     guard = threading.Lock()
+    turns = FairLock()
     closed = False
     current: ContextVar[_Transaction | None] = ContextVar("sqlite_transaction", default=None)
 
@@ -198,19 +217,35 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
         local.conn = conn
         return conn
 
+    def take_turn(what: str | Callable[[], str]) -> bool:
+        """Wait for this storage's other threads' write transactions, first come first served:
+        SQLite's busy handler sleeps and retries, letting some threads write again and again
+        while others wait. False when this thread's own transaction holds the turn."""
+        try:
+            return turns.acquire(_BUSY_TIMEOUT)
+        except TimeoutError as exc:
+            doing = what if isinstance(what, str) else what()
+            raise TransientStorageError(
+                f"SQLite database {name!r}: {doing} failed: other threads of this process kept"
+                f" writing for {_BUSY_TIMEOUT} s"
+            ) from exc
+
     # `what` names the operation for an error message: built only when one is raised.
     def write(what: Callable[[], str], work: Callable[[sqlite3.Connection], _T]) -> _T:
         tx = current.get()
         if tx is not None:
             try:
-                with _faults(name, what):
-                    return work(tx.conn)
+                return work(tx.conn)
             except VersionConflict:
                 raise  # checked before anything is written
-            except BaseException:
+            except sqlite3.Error as exc:
                 tx.failed = True  # something may be half-written: the transaction must not commit
+                raise _fault(name, what, exc) from exc
+            except BaseException:
+                tx.failed = True
                 raise
-        with _faults(name, what):
+        held = take_turn(what)
+        try:
             conn = connection()
             conn.execute(_BEGIN)
             try:
@@ -220,40 +255,54 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
                 _rollback(conn)
                 raise
             return result
+        except sqlite3.Error as exc:
+            raise _fault(name, what, exc) from exc
+        finally:
+            if held:
+                turns.release()
 
     def execute(label: str, sql: str, params: tuple[object, ...]) -> None:
         write(lambda: f"{label}{params!r}", lambda conn: conn.execute(sql, params))
 
     def read(label: str, sql: str, params: tuple[object, ...]) -> list[Any]:
         tx = current.get()
-        with _faults(name, lambda: f"{label}{params!r}"):
+        try:
             return (connection() if tx is None else tx.conn).execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _fault(name, lambda: f"{label}{params!r}", exc) from exc
 
     @contextmanager
     def outermost() -> Iterator[None]:
-        with _faults(name, "beginning a transaction"):
-            conn = connection()
-            conn.execute(_BEGIN)
-        tx = _Transaction(conn)
-        token = current.set(tx)
+        held = take_turn("beginning a transaction")
         try:
-            yield
-        except BaseException:
-            _rollback(conn)
-            raise
-        finally:
-            current.reset(token)
-        if tx.failed:
-            _rollback(conn)
-            raise StorageError(
-                f"SQLite database {name!r}: transaction rolled back after a failed write inside it"
-            )
-        try:
-            with _faults(name, "commit"):
+            try:
+                conn = connection()
+                conn.execute(_BEGIN)
+            except sqlite3.Error as exc:
+                raise _fault(name, "beginning a transaction", exc) from exc
+            tx = _Transaction(conn)
+            token = current.set(tx)
+            try:
+                yield
+            except BaseException:
+                _rollback(conn)
+                raise
+            finally:
+                current.reset(token)
+            if tx.failed:
+                _rollback(conn)
+                raise StorageError(
+                    f"SQLite database {name!r}: transaction rolled back after a failed write"
+                    " inside it"
+                )
+            try:
                 conn.execute(_COMMIT)
-        except StorageError:
-            _rollback(conn)
-            raise
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise _fault(name, "commit", exc) from exc
+        finally:
+            if held:
+                turns.release()
 
     @contextmanager
     def savepoint_in(tx: _Transaction) -> Iterator[None]:
@@ -336,6 +385,15 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
             return _events(read("read_stream", _READ_STREAM, (stream_type, stream_id, after)))
         params = (stream_type, stream_id, after, up_to)
         return _events(read("read_stream", _READ_STREAM_UP_TO, params))
+
+    def read_payloads(
+        stream_type: str, stream_id: str, after: int, up_to: int | None
+    ) -> Sequence[Payload]:
+        refuse_negative("read_stream", after=after, up_to=up_to)
+        if up_to is None:
+            return read("read_stream", _READ_PAYLOADS, (stream_type, stream_id, after))
+        params = (stream_type, stream_id, after, up_to)
+        return read("read_stream", _READ_PAYLOADS_UP_TO, params)
 
     def read_all(after: int, limit: int) -> Sequence[StoredEvent]:
         refuse_negative("read_all", after=after, limit=limit)
@@ -437,7 +495,7 @@ def sqlite_storage(path: str | os.PathLike[str]) -> Storage:
     return Storage(
         name="sqlite",
         append=append,
-        read_stream=read_stream,
+        read_stream=StreamReader(read_stream, read_payloads),
         read_all=read_all,
         read_committed=read_committed,
         last_position=last_position,
@@ -475,8 +533,12 @@ def _faults(name: str, what: str | Callable[[], str]) -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as exc:
-        doing = what if isinstance(what, str) else what()
-        raise _kind(exc)(f"SQLite database {name!r}: {doing} failed: {exc}") from exc
+        raise _fault(name, what, exc) from exc
+
+
+def _fault(name: str, what: str | Callable[[], str], exc: sqlite3.Error) -> StorageError:
+    doing = what if isinstance(what, str) else what()
+    return _kind(exc)(f"SQLite database {name!r}: {doing} failed: {exc}")
 
 
 def _kind(exc: sqlite3.Error) -> type[StorageError]:
@@ -600,22 +662,50 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 def _append(conn: sqlite3.Connection, batches: Sequence[StreamAppend]) -> list[StoredEvent]:
     """Check every expected version first, then insert all rows: a conflict writes nothing."""
-    starts = stream_starts(batches, lambda *key: int(conn.execute(_STREAM_END, key).fetchone()[0]))
+    log_end: list[int] = []
+
+    def stream_end(stream_type: str, stream_id: str) -> int:
+        if log_end:
+            return int(conn.execute(_STREAM_END, (stream_type, stream_id)).fetchone()[0])
+        end, last = conn.execute(_STREAM_AND_LOG_END, (stream_type, stream_id)).fetchone()
+        log_end.append(last)
+        return int(end)
+
+    starts = stream_starts(batches, stream_end)
     # Writers hold the write lock from BEGIN IMMEDIATE to COMMIT, so positions taken here are
     # committed in position order: a reader never sees position p before p - 1 commits.
-    rows = numbered(batches, starts, conn.execute(_LAST_POSITION).fetchone()[0])
-    conn.executemany(
-        _INSERT_EVENT,
-        [
-            (
-                r.position, r.stream_type, r.stream_id, r.version, r.type, r.schema_version,
-                r.data, str(r.event_id), _utc(r.recorded_at).isoformat(timespec="microseconds"),
-                r.actor_id, r.correlation_id, r.causation_id, r.metadata,
+    position = log_end[0] if log_end else 0
+    rows: list[StoredEvent] = []
+    params: list[object] = []  # every row's, one after the other
+    at, text = None, ""
+    for batch, start in zip(batches, starts, strict=True):
+        st, sid = batch.stream_type, batch.stream_id
+        for version, e in enumerate(batch.events, start + 1):
+            position += 1
+            if e.recorded_at is not at:  # a command's events share one timestamp: format it once
+                at = e.recorded_at
+                text = _utc(at).isoformat(timespec="microseconds")
+            # fmt: off
+            rows.append(StoredEvent(
+                st, sid, version, position, e.type, e.schema_version, e.data, e.event_id,
+                e.recorded_at, e.actor_id, e.correlation_id, e.causation_id, e.metadata,
+            ))
+            params += (
+                position, st, sid, version, e.type, e.schema_version, e.data, str(e.event_id),
+                text, e.actor_id, e.correlation_id, e.causation_id, e.metadata,
             )
-            for r in rows
-        ],
-    )  # fmt: skip
+            # fmt: on
+    # Many rows to one INSERT: one statement to run rather than one per row.
+    size = 13 * _ROWS_PER_INSERT
+    for start in range(0, len(params), size):
+        chunk = params[start : start + size]
+        conn.execute(_insert_events(len(chunk) // 13), chunk)
     return rows
+
+
+@functools.cache
+def _insert_events(rows: int) -> str:
+    return _INSERT_EVENTS + ", ".join([_EVENT_VALUES] * rows)
 
 
 def _utc(at: datetime) -> datetime:
