@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-import attrs
 from returns.result import Failure, Result, Success
 
 from ._aggregate import Aggregate
@@ -16,9 +15,8 @@ from ._errors import CommandError, ConfigurationError, EventValidationError
 S = TypeVar("S")
 
 
-@attrs.frozen
-class Decided:
-    """One event a command produced, already serialized."""
+class Decided(NamedTuple):
+    """One event a command produced, already serialized (a tuple: one is made per event)."""
 
     event: object
     type: str

@@ -8,6 +8,15 @@ from uuid import UUID, SafeUUID
 _VERSION_4 = 0x4 << 76  # the version nibble
 _VARIANT = 0x2 << 62  # the RFC 4122 variant bits
 _KEEP = ~((0xF << 76) | (0x3 << 62))
+_STAMP = _VERSION_4 | _VARIANT
+
+# UUID(int=...) re-checks a value built correctly here; setting its two slots directly makes
+# the same object at a fraction of the cost (the slots' own setters: UUID forbids setattr).
+_new = object.__new__
+_set_int = vars(UUID)["int"].__set__
+_set_safe = vars(UUID)["is_safe"].__set__
+_UNKNOWN = SafeUUID.unknown
+_from_bytes = int.from_bytes
 
 
 def uuid4s(count: int) -> list[UUID]:
@@ -15,15 +24,8 @@ def uuid4s(count: int) -> list[UUID]:
     random = os.urandom(16 * count)
     made = []
     for start in range(0, 16 * count, 16):
-        value = int.from_bytes(random[start : start + 16]) & _KEEP | _VERSION_4 | _VARIANT
-        made.append(_uuid(value))
+        uuid = _new(UUID)
+        _set_int(uuid, _from_bytes(random[start : start + 16]) & _KEEP | _STAMP)
+        _set_safe(uuid, _UNKNOWN)
+        made.append(uuid)
     return made
-
-
-def _uuid(value: int) -> UUID:
-    # UUID(int=...) re-checks a value built correctly above; setting its two slots directly
-    # makes the same object at a fraction of the cost.
-    uuid = object.__new__(UUID)
-    object.__setattr__(uuid, "int", value)
-    object.__setattr__(uuid, "is_safe", SafeUUID.unknown)
-    return uuid

@@ -103,20 +103,21 @@ def stream_append(
 
 def recorded(event: object, row: StoredEvent, metadata: Any) -> Recorded[Any]:
     """The envelope of a stored row whose event is already decoded."""
+    # Positional, in field order: this runs once per event on every write and read.
     return Recorded(
-        event=event,
-        type=row.type,
-        schema_version=row.schema_version,
-        stream_type=row.stream_type,
-        stream_id=row.stream_id,
-        version=row.version,
-        position=row.position,
-        event_id=row.event_id,
-        recorded_at=row.recorded_at,
-        actor_id=row.actor_id,
-        correlation_id=row.correlation_id,
-        causation_id=row.causation_id,
-        metadata=metadata,
+        event,
+        row.type,
+        row.schema_version,
+        row.stream_type,
+        row.stream_id,
+        row.version,
+        row.position,
+        row.event_id,
+        row.recorded_at,
+        row.actor_id,
+        row.correlation_id,
+        row.causation_id,
+        metadata,
     )
 
 
