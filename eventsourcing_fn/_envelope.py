@@ -15,7 +15,9 @@ E = TypeVar("E")
 S = TypeVar("S")
 
 
-@attrs.frozen(repr=False)
+# Built once per event on every write and read: an instance dict makes it in half the time of
+# slots (see the storage rows).
+@attrs.frozen(repr=False, slots=False)
 class Recorded(Generic[E]):
     """An event as stored: the typed event plus where, when and why it was recorded."""
 
