@@ -129,13 +129,12 @@ class Aggregate(Generic[S]):
     ) -> Result[tuple[Any, ...], CommandError]:
         """Decide `command` against `state` (or `initial`): the events, or why it was rejected."""
         current: S = self.initial if state is None else state
-        where = f"stream {short(stream_id)}" if stream_id is not None else "a stream"
-        name = type(command).__qualname__
         if self.is_terminal(current):
+            where = f"stream {short(stream_id)}" if stream_id is not None else "a stream"
             return Failure(
                 StreamClosedError(
-                    f"aggregate {self.name!r}, {where}: command {name} rejected, "
-                    "the stream is closed (its state is terminal)",
+                    f"aggregate {self.name!r}, {where}: command {type(command).__qualname__} "
+                    "rejected, the stream is closed (its state is terminal)",
                     aggregate=self.name,
                     stream_id=stream_id,
                     command=command,
