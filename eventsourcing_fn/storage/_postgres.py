@@ -101,17 +101,18 @@ CREATE TABLE IF NOT EXISTS {leases} (
     owner text NOT NULL,
     expires timestamptz NOT NULL
 );
-CREATE OR REPLACE FUNCTION {notify_appended}() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('esfn_' || left(md5(TG_TABLE_SCHEMA), 20), '');
-    RETURN NULL;
-END
-$$;
-CREATE OR REPLACE TRIGGER events_appended AFTER INSERT ON {events}
-    FOR EACH STATEMENT EXECUTE FUNCTION {notify_appended}();
+"""
+# Earlier versions notified from a trigger on the events table. A NOTIFY in a transaction makes
+# its commit take a lock every such commit in the database queues on, held through the commit's
+# flush to disk: concurrent writers then commit one at a time. The store now notifies after
+# commit, from a transaction of its own that writes nothing.
+_DROP_TRIGGER = """\
+DROP TRIGGER IF EXISTS events_appended ON {events};
+DROP FUNCTION IF EXISTS {notify_appended}();
 """
 _RELATIONS = ("events", "events_position", "snapshots", "checkpoints", "documents", "leases")
 _ROUTINES = ("notify_appended",)
+_TRIGGER = "events_appended"
 
 # Columns in `StoredEvent` field order, so a row maps onto the constructor positionally; the
 # casts hand JSON back as the stored text (psycopg would parse json columns otherwise).
@@ -272,7 +273,7 @@ def postgres_schema(schema: str = "eventsourcing") -> str:
     """The DDL (idempotent) that creates the storage's tables in `schema`."""
     _check_schema("postgres_schema", schema)
     _require_psycopg()
-    return _compose(_DDL, schema, placeholders=False)
+    return _compose(_DDL + _DROP_TRIGGER, schema, placeholders=False)
 
 
 def postgres_storage(
@@ -352,18 +353,31 @@ def _compose(template: str, schema: str, *, placeholders: bool = True) -> str:
 
 
 def _create_schema(conn: psycopg.Connection[Any], schema: str) -> None:
-    """Run the DDL unless every relation exists; racing creators queue on an advisory lock."""
-    found = conn.execute(
-        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    """Run the DDL unless every relation exists; racing creators queue on an advisory lock.
+
+    A schema made by an earlier version loses its notifying trigger, when we may drop it.
+    """
+    row = conn.execute(
+        "SELECT count(*), (SELECT count(*) FROM pg_trigger t JOIN pg_class e ON e.oid = t.tgrelid"
+        " JOIN pg_namespace n ON n.oid = e.relnamespace"
+        " WHERE n.nspname = %s AND e.relname = 'events' AND t.tgname = %s)"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = %s AND c.relname = ANY(%s)",
-        (schema, list(_RELATIONS)),
+        (schema, _TRIGGER, schema, list(_RELATIONS)),
     ).fetchone()
-    if found is not None and found[0] == len(_RELATIONS):
+    found, triggers = row if row is not None else (0, 0)
+    if found == len(_RELATIONS) and not triggers:
         return  # nothing to create, so no CREATE privilege needed
-    with conn.transaction():
-        # IF NOT EXISTS alone still races (duplicate key in pg_namespace/pg_type).
-        conn.execute(_QUERIES["lock"], (f"eventsourcing_fn ddl {schema}",))
-        conn.execute(_compose(_DDL, schema, placeholders=False).encode())
+    ddl = _DDL if found < len(_RELATIONS) else ""
+    try:
+        with conn.transaction():
+            # IF NOT EXISTS alone still races (duplicate key in pg_namespace/pg_type).
+            conn.execute(_QUERIES["lock"], (f"eventsourcing_fn ddl {schema}",))
+            conn.execute(_compose(ddl + _DROP_TRIGGER, schema, placeholders=False).encode())
+    except psycopg.errors.InsufficientPrivilege:
+        if ddl:
+            raise
+        # Someone else owns the table: the trigger stays, and so do its (redundant) notifications.
 
 
 @contextmanager
@@ -445,6 +459,8 @@ class _Postgres:
         self.current: ContextVar[_Tx | None] = ContextVar(f"postgres_tx_{schema}", default=None)
         self.q = {key: _compose(text, schema) for key, text in _QUERIES.items()}
         self.listener = _Listener(self.conns, schema)
+        # Without parameters: the channel is a literal, so a % in it stays plain text.
+        self.notify = f"SELECT pg_notify({sql.Literal(self.listener.channel).as_string(None)}, '')"
         # SQL projections write the user's tables with unqualified names: they go to (and are
         # found first in) this store's schema, so two stores in two schemas stay apart.
         self.search_path = f"{sql.Identifier(schema).as_string(None)}, public"
@@ -507,9 +523,28 @@ class _Postgres:
                 self.current.reset(token)
             if tx.begun:  # an exception skips this: giving the connection back rolls back
                 with _faults(self.schema, "commit"):
-                    tx.lease.conn.execute(b"COMMIT")
+                    self._commit(tx)
         finally:
             self.conns.give(tx.lease)
+
+    def _commit(self, tx: _Tx) -> None:
+        """Commit; after appends, notify listeners in the same round trip."""
+        conn = tx.lease.conn
+        if not tx.appended:
+            conn.execute(b"COMMIT")
+            return
+        # The NOTIFY runs after COMMIT, in a transaction of its own: inside ours, the commit
+        # would queue behind every other notifying commit of the database, flush included.
+        # Once committed, a lost notification only delays listeners until they poll.
+        done = None
+        try:
+            with conn.pipeline():
+                done = conn.execute(b"COMMIT")
+                conn.execute(self.notify)
+        except psycopg.Error:
+            result = done.pgresult if done is not None else None
+            if result is None or result.status != ExecStatus.COMMAND_OK:
+                raise
 
     @contextmanager
     def _savepoint_in(self, tx: _Tx) -> Iterator[None]:
