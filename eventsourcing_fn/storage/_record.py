@@ -10,7 +10,6 @@ from uuid import UUID
 
 import attrs
 
-
 # Rows are made once per event on every write and read. A frozen class with an instance dict
 # is built in half the time of a slotted one (its __init__ fills the dict instead of calling
 # object.__setattr__ per field), for about 90 bytes more per object.
