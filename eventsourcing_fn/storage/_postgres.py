@@ -460,7 +460,8 @@ class _Postgres:
         self.q = {key: _compose(text, schema) for key, text in _QUERIES.items()}
         self.listener = _Listener(self.conns, schema)
         # Without parameters: the channel is a literal, so a % in it stays plain text.
-        self.notify = f"SELECT pg_notify({sql.Literal(self.listener.channel).as_string(None)}, '')"
+        channel = sql.Literal(self.listener.channel).as_string(None)
+        self.commit_and_notify = f"COMMIT; SELECT pg_notify({channel}, '')".encode()
         # SQL projections write the user's tables with unqualified names: they go to (and are
         # found first in) this store's schema, so two stores in two schemas stay apart.
         self.search_path = f"{sql.Identifier(schema).as_string(None)}, public"
@@ -535,16 +536,12 @@ class _Postgres:
             return
         # The NOTIFY runs after COMMIT, in a transaction of its own: inside ours, the commit
         # would queue behind every other notifying commit of the database, flush included.
-        # Once committed, a lost notification only delays listeners until they poll.
-        done = None
-        try:
-            with conn.pipeline():
-                done = conn.execute(b"COMMIT")
-                conn.execute(self.notify)
-        except psycopg.Error:
-            result = done.pgresult if done is not None else None
-            if result is None or result.status != ExecStatus.COMMAND_OK:
-                raise
+        # Without parameters the two statements go as one simple query: one round trip, and
+        # the NOTIFY runs only if the COMMIT held.
+        # A full notification queue fails the NOTIFY alone, after the commit: the writes stand,
+        # and listeners find them when they next poll.
+        with suppress(psycopg.errors.ProgramLimitExceeded):
+            conn.execute(self.commit_and_notify)
 
     @contextmanager
     def _savepoint_in(self, tx: _Tx) -> Iterator[None]:

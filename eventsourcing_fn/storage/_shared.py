@@ -7,8 +7,8 @@ import os
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from typing import Protocol, TypeVar
 
@@ -65,6 +65,9 @@ def refuse_negative(function: str, **bounds: int | None) -> None:
             raise ValueError(f"{function}({parameter}={value!r}): must be 0 or more")
 
 
+_JOIN = nullcontext()  # a transaction opened inside another: the outer one goes on
+
+
 def transactions(
     current: ContextVar[_Tx | None],
     outermost: Callable[[], AbstractContextManager[None]],
@@ -77,23 +80,13 @@ def transactions(
     another joins it; a savepoint opened outside one is a transaction of its own.
     """
 
-    @contextmanager
-    def transaction() -> Iterator[None]:
-        if current.get() is not None:
-            yield  # nested: join the outer transaction
-            return
-        with outermost():
-            yield
+    # Both hand back the block to enter rather than wrap it: they run at least once per command.
+    def transaction() -> AbstractContextManager[None]:
+        return _JOIN if current.get() is not None else outermost()
 
-    @contextmanager
-    def savepoint() -> Iterator[None]:
+    def savepoint() -> AbstractContextManager[None]:
         tx = current.get()
-        if tx is None:
-            with outermost():
-                yield
-            return
-        with savepoint_in(tx):
-            yield
+        return outermost() if tx is None else savepoint_in(tx)
 
     return transaction, savepoint
 
