@@ -536,10 +536,9 @@ class _Postgres:
             return
         # The NOTIFY runs after COMMIT, in a transaction of its own: inside ours, the commit
         # would queue behind every other notifying commit of the database, flush included.
-        # Without parameters the two statements go as one simple query: one round trip, and
-        # the NOTIFY runs only if the COMMIT held.
-        # A full notification queue fails the NOTIFY alone, after the commit: the writes stand,
-        # and listeners find them when they next poll.
+        # Without parameters the two statements go as one simple query (one round trip), and
+        # the NOTIFY runs only if the COMMIT held; a full notification queue then fails the
+        # NOTIFY alone, and listeners find the committed writes when they next poll.
         with suppress(psycopg.errors.ProgramLimitExceeded):
             conn.execute(self.commit_and_notify)
 
