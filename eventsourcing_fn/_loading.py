@@ -47,7 +47,7 @@ def load_state(
     storage: Storage, codec: Codec, aggregate: Aggregate[S], sid: str, up_to: int | None = None
 ) -> Loaded[S]:
     """A stream's state after `up_to` events (all when None), from its newest usable snapshot."""
-    read = _payload_reader(storage)
+    read = payload_reader(storage)
     state, version = aggregate.initial, 0
     rows: Sequence[Payload] = ()
     if aggregate.snapshot_every is not None:
@@ -80,7 +80,7 @@ def _unset(*_: Any) -> Any:
     raise AssertionError("looked up before use")
 
 
-def _payload_reader(storage: Storage) -> ReadPayloads:
+def payload_reader(storage: Storage) -> ReadPayloads:
     """How to read a stream's (version, type, schema_version, data) rows from `storage`."""
     read_stream = storage.read_stream
     if isinstance(read_stream, StreamReader):

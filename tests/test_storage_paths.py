@@ -16,8 +16,8 @@ import pytest
 from bank import Deposit, Open, account
 
 from eventsourcing_fn import EventStore
-from eventsourcing_fn.storage import NewEvent, Storage, StoredEvent, StreamAppend
-from eventsourcing_fn.storage._shared import FairLock, StreamReader
+from eventsourcing_fn.storage import NewEvent, Storage, StoredEvent
+from eventsourcing_fn.storage._shared import FairLock
 
 SQL_BACKENDS = ["sqlite", "postgres"]
 
@@ -26,45 +26,8 @@ def new_event(kind: str = "Happened", data: str = "{}", schema_version: int = 1)
     return NewEvent(kind, schema_version, data, uuid.uuid4(), datetime.now(UTC))
 
 
-def narrowed(rows: Sequence[StoredEvent]) -> list[tuple[int, str, int, str]]:
-    return [(r.version, r.type, r.schema_version, r.data) for r in rows]
-
-
-def reader_of(storage: Storage) -> StreamReader:
-    assert isinstance(storage.read_stream, StreamReader)
-    return storage.read_stream
-
-
 @pytest.mark.parametrize("storage_factory", SQL_BACKENDS, indirect=True)
 class TestPayloads:
-    def test_payloads_are_the_stream_rows_narrowed(self, storage: Storage) -> None:
-        """`payloads` gives read_stream's rows for any range as (version, type, sv, data)."""
-        events = [new_event("Opened", '{"owner":"ann"}', 2)]
-        events += [new_event("Deposited", f'{{"amount":{n}}}') for n in range(4)]
-        storage.append([StreamAppend("account", "a", 0, events)])
-        storage.append([StreamAppend("account", "b", 0, [new_event()])])
-        payloads = reader_of(storage).payloads
-        for after, up_to in [(0, None), (1, None), (0, 2), (2, 4), (4, 4), (5, None), (0, 99)]:
-            full = storage.read_stream("account", "a", after, up_to)
-            assert payloads("account", "a", after, up_to) == narrowed(full), (after, up_to)
-        assert payloads("account", "a", 0, None)[0] == (1, "Opened", 2, '{"owner":"ann"}')
-        assert payloads("account", "missing", 0, None) == []
-        assert payloads("other", "a", 0, None) == []
-
-    def test_payloads_refuse_negative_bounds(self, storage: Storage) -> None:
-        """A negative `after` or `up_to` is a ValueError naming it, as for read_stream."""
-        payloads = reader_of(storage).payloads
-        with pytest.raises(ValueError, match=r"read_stream\(after=-1\)"):
-            payloads("account", "a", -1, None)
-        with pytest.raises(ValueError, match=r"read_stream\(up_to=-2\)"):
-            payloads("account", "a", 0, -2)
-
-    def test_payloads_inside_a_transaction_see_its_writes(self, storage: Storage) -> None:
-        """Inside a transaction, `payloads` reads what the transaction appended so far."""
-        with storage.transaction():
-            storage.append([StreamAppend("account", "a", 0, [new_event(), new_event()])])
-            assert [p[0] for p in reader_of(storage).payloads("account", "a", 0, None)] == [1, 2]
-
     def test_load_folds_the_narrow_rows(self, storage: Storage) -> None:
         """A load on a SQL backend gives the state and version of the stream's events."""
         store = EventStore(storage, aggregates=[account])

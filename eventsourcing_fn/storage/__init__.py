@@ -42,6 +42,7 @@ from ._record import (
     WriteCheckpoints,
     WriteSnapshot,
 )
+from ._shared import Payload, ReadPayloads, StreamReader
 from ._sqlite import sqlite_schema, sqlite_storage
 
 __all__ = [
@@ -59,12 +60,14 @@ __all__ = [
     "LockStream",
     "NewEvent",
     "OrderConflict",
+    "Payload",
     "PutDocument",
     "PutDocuments",
     "ReadAll",
     "ReadCheckpoint",
     "ReadCheckpoints",
     "ReadCommitted",
+    "ReadPayloads",
     "ReadSnapshot",
     "ReadStream",
     "Release",
@@ -73,6 +76,7 @@ __all__ = [
     "StoredEvent",
     "StoredSnapshot",
     "StreamAppend",
+    "StreamReader",
     "Transaction",
     "UnstorableText",
     "VersionConflict",

@@ -23,7 +23,8 @@ from ._record import (
 )
 
 _Tx = TypeVar("_Tx")
-Payload = tuple[int, str, int, str]  # (version, type, schema_version, data) of one row
+Payload = tuple[int, str, int, str]
+"""One row of a stream as loading reads it: (version, type, schema_version, data)."""
 
 
 class ReadPayloads(Protocol):

@@ -40,6 +40,7 @@ from typing import Any
 import attrs
 import pytest
 
+from .._loading import payload_reader
 from ..storage import (
     Checkpoint,
     NewEvent,
@@ -694,6 +695,39 @@ class SavepointRules:
         assert versions(storage, "inner") == []
 
 
+class PayloadRules:
+    """The narrow stream read loading uses: a backend's `StreamReader.payloads`, or else
+    `read_stream`'s rows narrowed by the store."""
+
+    def test_payloads_are_the_stream_rows_narrowed(self, storage: Storage) -> None:
+        """Payloads are read_stream's rows for any range as (version, type, sv, data)."""
+        first = new_event(type="Opened", schema_version=2, data='{"owner":"ann"}')
+        storage.append([StreamAppend("account", "a", 0, [first, *events(4)])])
+        append(storage, "b")
+        payloads = payload_reader(storage)
+        for after, up_to in [(0, None), (1, None), (0, 2), (2, 4), (4, 4), (5, None), (0, 99)]:
+            rows = storage.read_stream("account", "a", after, up_to)
+            narrowed = [(r.version, r.type, r.schema_version, r.data) for r in rows]
+            assert list(payloads("account", "a", after, up_to)) == narrowed, (after, up_to)
+        assert payloads("account", "a", 0, None)[0] == (1, "Opened", 2, '{"owner":"ann"}')
+        assert list(payloads("account", "missing", 0, None)) == []
+        assert list(payloads("other", "a", 0, None)) == []
+
+    def test_payloads_refuse_negative_bounds(self, storage: Storage) -> None:
+        """A negative `after` or `up_to` is a ValueError naming it, as for read_stream."""
+        payloads = payload_reader(storage)
+        with pytest.raises(ValueError, match=r"read_stream\(after=-1\)"):
+            payloads("account", "a", -1, None)
+        with pytest.raises(ValueError, match=r"read_stream\(up_to=-2\)"):
+            payloads("account", "a", 0, -2)
+
+    def test_payloads_inside_a_transaction_see_its_writes(self, storage: Storage) -> None:
+        """Inside a transaction, payloads are what the transaction appended so far."""
+        with storage.transaction():
+            append(storage, "a", 2, expected=0)
+            assert [p[0] for p in payload_reader(storage)("account", "a", 0, None)] == [1, 2]
+
+
 class ConnectionRules:
     """The SQL connection of the current transaction, for backends with one."""
 
@@ -867,6 +901,7 @@ class StorageContract(
     LeaseRules,
     CountingRules,
     ConnectionRules,
+    PayloadRules,
     SharingRules,
     KeywordRules,
     PropertyRules,
