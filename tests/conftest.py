@@ -7,6 +7,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,27 @@ def pg_schema() -> Iterator[str]:
     schema = f"test_{uuid.uuid4().hex[:12]}"
     yield schema
     drop_schema(schema)
+
+
+Make = Callable[..., Storage]
+
+
+@pytest.fixture
+def make(pg_schema: str) -> Iterator[Make]:
+    """Makes PostgreSQL storages on the test's schema (or another), closed before it is dropped."""
+    from eventsourcing_fn.storage import postgres_storage
+
+    made: list[Storage] = []
+
+    def make_storage(conninfo_or_pool: Any = POSTGRES_URL, **kw: Any) -> Storage:
+        kw.setdefault("schema", pg_schema)
+        storage = postgres_storage(conninfo_or_pool, **kw)
+        made.append(storage)
+        return storage
+
+    yield make_storage
+    for storage in made:
+        storage.close()
 
 
 StorageFactory = Callable[[], Storage]

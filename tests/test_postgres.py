@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 import pytest
-from conftest import POSTGRES_URL, drop_schema
+from conftest import POSTGRES_URL, Make, drop_schema
 
 from eventsourcing_fn._errors import StorageError, TransientStorageError
 from eventsourcing_fn.storage import (
@@ -38,24 +38,6 @@ psycopg = pytest.importorskip("psycopg")
 psycopg_pool = pytest.importorskip("psycopg_pool")
 
 pytestmark = pytest.mark.postgres
-
-Make = Callable[..., Storage]
-
-
-@pytest.fixture
-def make(pg_schema: str) -> Iterator[Make]:
-    """Makes storages on the test's schema (or another), closed before the schema is dropped."""
-    made: list[Storage] = []
-
-    def make_storage(conninfo_or_pool: Any = POSTGRES_URL, **kw: Any) -> Storage:
-        kw.setdefault("schema", pg_schema)
-        storage = postgres_storage(conninfo_or_pool, **kw)
-        made.append(storage)
-        return storage
-
-    yield make_storage
-    for storage in made:
-        storage.close()
 
 
 def event(n: int = 0) -> NewEvent:

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import POSTGRES_URL
+from conftest import POSTGRES_URL, Make
 
 from eventsourcing_fn.storage import (
     NewEvent,
-    Storage,
     StreamAppend,
     VersionConflict,
-    postgres_storage,
 )
 
 psycopg = pytest.importorskip("psycopg")
@@ -24,7 +21,6 @@ psycopg_pool = pytest.importorskip("psycopg_pool")
 
 pytestmark = pytest.mark.postgres
 
-Make = Callable[..., Storage]
 _OLD_TRIGGER = """\
 CREATE OR REPLACE FUNCTION "{schema}".notify_appended() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -35,21 +31,6 @@ $$;
 CREATE OR REPLACE TRIGGER events_appended AFTER INSERT ON "{schema}".events
     FOR EACH STATEMENT EXECUTE FUNCTION "{schema}".notify_appended();
 """
-
-
-@pytest.fixture
-def make(pg_schema: str) -> Iterator[Make]:
-    """Makes storages on the test's schema, closed before the schema is dropped."""
-    made: list[Storage] = []
-
-    def make_storage(conninfo_or_pool: Any = POSTGRES_URL, **kw: Any) -> Storage:
-        storage = postgres_storage(conninfo_or_pool, schema=pg_schema, **kw)
-        made.append(storage)
-        return storage
-
-    yield make_storage
-    for storage in made:
-        storage.close()
 
 
 def event(data: str) -> NewEvent:
