@@ -251,9 +251,13 @@ class EventStore:
             self.storage, self.codec, aggregate, sid, rows[0].version - 1, rows[-1].version, state
         )
         shared = dict(ctx.metadata)  # one copy for the command's events, read-only to them
-        appended = tuple(
-            recorded(d.event, row, shared) for d, row in zip(events, rows, strict=True)
-        )
+
+        def envelopes() -> tuple[Recorded[Any], ...]:
+            return tuple(recorded(d.event, r, shared) for d, r in zip(events, rows, strict=True))
+
+        if session is None and not self._listeners:
+            return Success(Outcome.appended(sid, rows[-1].version, envelopes, state))
+        appended = envelopes()
         cascade: tuple[Recorded[Any], ...] = ()
         if session is not None:
             applied = session.apply(appended, send=self._sender(session), chain=chain)

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 from conftest import POSTGRES_URL, Make, drop_schema
 
@@ -45,7 +44,7 @@ def event(n: int = 0) -> NewEvent:
 
 
 def event_with(**changes: Any) -> NewEvent:
-    return attrs.evolve(event(), **changes)
+    return event()._replace(**changes)
 
 
 def batch(stream_id: str, expected: int | None, count: int = 1) -> StreamAppend:

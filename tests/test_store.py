@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import pickle
 import threading
 import time
 import uuid
@@ -150,6 +152,30 @@ class TestExecute:
         read = store.events(account, "a")
         for mine, theirs in zip(returned, read, strict=True):
             assert attrs.asdict(mine, recurse=False) == attrs.asdict(theirs, recurse=False)
+
+    def test_an_outcome_behaves_as_one_built_with_its_events(self, store: EventStore) -> None:
+        """An outcome equals, evolves, copies and pickles as one built from its fields."""
+        outcome = store.execute(account, "a", Open("ann"), Deposit(1)).unwrap()
+        fields = {f.name: getattr(outcome, f.name) for f in attrs.fields(Outcome)}
+        built = Outcome(**fields)
+        assert outcome == built
+        assert len(outcome.events) == 2
+        assert outcome.events[1].event == Deposited(1)
+        assert attrs.evolve(outcome, version=9) == attrs.evolve(built, version=9)
+        assert copy.deepcopy(outcome) == built
+        assert pickle.loads(pickle.dumps(outcome)) == built
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            outcome.events = ()  # type: ignore[misc]
+        with pytest.raises(AttributeError, match="no attribute 'event'"):
+            outcome.event  # type: ignore[attr-defined]  # noqa: B018
+
+    def test_an_unread_outcome_copies_with_its_events(self, store: EventStore) -> None:
+        """Copying or pickling an outcome whose events were never read keeps them."""
+        first = store.execute(account, "a", Open("ann")).unwrap()
+        second = store.execute(account, "b", Open("bob")).unwrap()
+        assert [r.event for r in copy.copy(first).events] == [Opened("ann")]
+        assert [r.event for r in pickle.loads(pickle.dumps(second)).events] == [Opened("bob")]
+        assert first.events[0].stream_id == "a"
 
     def test_positions_strictly_increase_and_versions_count_from_one(
         self, store: EventStore
@@ -426,8 +452,7 @@ class TestLoad:
         events = [("Opened", '{"owner":"ann"}'), ("Deposited", '{"amount":1}')]
         events.append(("Deposited", '{"amount":2}'))
         rows = [
-            attrs.evolve(row(t, d), recorded_at=at)
-            for (t, d), at in zip(events, stamps, strict=True)
+            row(t, d)._replace(recorded_at=at) for (t, d), at in zip(events, stamps, strict=True)
         ]
         write_rows(storage, "a", *rows)
         store = EventStore(storage, aggregates=[account])

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC
-from itertools import chain, starmap
+from itertools import chain
 from operator import attrgetter
 from typing import Any
 
@@ -34,7 +34,15 @@ from ._record import (
     StreamAppend,
     Transaction,
 )
-from ._shared import Payload, StreamReader, check_expected, refuse_negative, stored, transactions
+from ._shared import (
+    Payload,
+    StreamReader,
+    as_stored,
+    check_expected,
+    refuse_negative,
+    stored,
+    transactions,
+)
 
 try:
     import psycopg
@@ -963,7 +971,7 @@ def _rows(cur: psycopg.Cursor[Any]) -> list[Any]:
 def _events(rows: list[Any]) -> list[StoredEvent]:
     if rows and rows[0][8].tzinfo is not UTC:  # a pool passed in may use another time zone
         rows = [(*r[:8], r[8].astimezone(UTC), *r[9:]) for r in rows]
-    return list(starmap(StoredEvent, rows))
+    return list(map(as_stored, rows))
 
 
 def _streams(batches: Sequence[StreamAppend]) -> str:

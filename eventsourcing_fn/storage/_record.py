@@ -5,18 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 import attrs
 
-# Rows are made once per event on every write and read. A frozen class with an instance dict
-# is built in half the time of a slotted one (its __init__ fills the dict instead of calling
-# object.__setattr__ per field), for about 90 bytes more per object.
+# Rows are made once per event on every write and read: named tuples, built in a quarter of the
+# time of a frozen attrs class and with one object instead of two. A stored row is its new event
+# with the stream, version and position in front: `StoredEvent._make((st, sid, v, p, *new))`.
 
 
-@attrs.frozen(slots=False)
-class NewEvent:
+class NewEvent(NamedTuple):
     """An event serialized for appending: the store fills every field but version and position."""
 
     type: str
@@ -40,8 +39,7 @@ class StreamAppend:
     events: Sequence[NewEvent]
 
 
-@attrs.frozen(slots=False)
-class StoredEvent:
+class StoredEvent(NamedTuple):
     """An event row as a backend returns it: a `NewEvent` plus its stream version and position."""
 
     stream_type: str

@@ -24,7 +24,15 @@ from ._record import (
     StreamAppend,
     VersionConflict,
 )
-from ._shared import FairLock, Payload, StreamReader, refuse_negative, stream_starts, transactions
+from ._shared import (
+    FairLock,
+    Payload,
+    StreamReader,
+    as_stored,
+    refuse_negative,
+    stream_starts,
+    transactions,
+)
 
 _T = TypeVar("_T")
 
@@ -685,16 +693,9 @@ def _append(conn: sqlite3.Connection, batches: Sequence[StreamAppend]) -> list[S
             if e.recorded_at is not at:  # a command's events share one timestamp: format it once
                 at = e.recorded_at
                 text = _utc(at).isoformat(timespec="microseconds")
-            # fmt: off
-            rows.append(StoredEvent(
-                st, sid, version, position, e.type, e.schema_version, e.data, e.event_id,
-                e.recorded_at, e.actor_id, e.correlation_id, e.causation_id, e.metadata,
-            ))
-            params += (
-                position, st, sid, version, e.type, e.schema_version, e.data, str(e.event_id),
-                text, e.actor_id, e.correlation_id, e.causation_id, e.metadata,
-            )
-            # fmt: on
+            t, sv, d, eid, _, a, c, ca, m = e
+            rows.append(as_stored((st, sid, version, position, *e)))
+            params += (position, st, sid, version, t, sv, d, str(eid), text, a, c, ca, m)
     # Many rows to one INSERT: one statement to run rather than one per row.
     size = 13 * _ROWS_PER_INSERT
     for start in range(0, len(params), size):
@@ -723,7 +724,7 @@ def _events(rows: list[Any]) -> list[StoredEvent]:
     """Rows in `_EVENT_COLUMNS` order as `StoredEvent`s (the hot read path: no per-row calls)."""
     try:
         return [
-            StoredEvent(st, sid, v, p, t, sv, d, UUID(eid), _fromiso(at), a, c, ca, m)
+            as_stored((st, sid, v, p, t, sv, d, UUID(eid), _fromiso(at), a, c, ca, m))
             for st, sid, v, p, t, sv, d, eid, at, a, c, ca, m in rows
         ]
     except (TypeError, ValueError, AttributeError):

@@ -162,8 +162,8 @@ class AppendRules:
         )
         storage.append([StreamAppend("account", "s", 0, [event])])
         (row,) = storage.read_stream("account", "s", 0, None)
-        assert attrs.asdict(row, recurse=False) == {
-            **attrs.asdict(event, recurse=False),
+        assert row._asdict() == {
+            **event._asdict(),
             "stream_type": "account",
             "stream_id": "s",
             "version": 1,

@@ -123,7 +123,7 @@ def prepare_ours(storage: Storage, cfg: Config) -> None:
                         "tally",
                         sid,
                         versions[0] - 1,
-                        [attrs.evolve(events[v], event_id=uuid.uuid4()) for v in versions],
+                        [events[v]._replace(event_id=uuid.uuid4()) for v in versions],
                     )
                     for sid in ids[first : first + APPEND_STREAMS]
                 ]
