@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
+from operator import attrgetter
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -168,7 +170,7 @@ class Codec:
     ) -> None:
         self.converter = converter or make_converter()
         self._default = converter is None  # only then are scalar hooks known to be exact
-        self._plain: dict[type, tuple[tuple[str, type], ...] | None] = {}
+        self._encoders: dict[type, Callable[[Any], str]] = {}
         self._hooks: dict[type, tuple[Callable[[Any], Any], Callable[[Any, type], Any]]] = {}
         self._structures: dict[Any, Callable[[Any, Any], Any]] = {}
         self.reset(classes, upcasters)
@@ -227,28 +229,40 @@ class Codec:
     def encode_event(self, event: Any) -> tuple[str, int, str] | None:
         """(type name, version, JSON text) of an event of a known class; None for a class this
         codec does not know. Raises `InvalidPayload` as `encode` does."""
-        cls = type(event)
+        plan = self.event_encoder(type(event))
+        return None if plan is None else (plan[0], plan[1], plan[2](event))
+
+    def event_encoder(self, cls: type) -> tuple[str, int, Callable[[Any], str]] | None:
+        """(type name, version, encode) for events of `cls`, None for a class this codec does
+        not know: a command's events of one class share one lookup."""
         info = self._by_class.get(cls)
         if info is None:
             if not self._adopt(cls):
                 return None
             info = self._by_class[cls]
-        plain = self._plain.get(cls, _UNKNOWN)
-        if plain is _UNKNOWN:
-            plain = self._plain[cls] = _plain_fields(cls) if self._default else None
-        text = self._encode_plain(event, plain) if plain is not None else self.encode(event)
-        return info[0], info[1], text
+        return info[0], info[1], self.encoder(cls)
 
     def encode(self, obj: Any) -> str:
         """JSON text of `obj`, checked to read back equal; `InvalidPayload` otherwise."""
         cls = type(obj)
         if (cls is int or cls is bool) and self._default:  # a counter: nothing to check
             return _ENCODER.encode(obj)
-        plain = self._plain.get(cls, _UNKNOWN)
-        if plain is _UNKNOWN:
-            plain = self._plain[cls] = _plain_fields(cls) if self._default else None
-        if plain is not None:
-            return self._encode_plain(obj, plain)
+        return self.encoder(cls)(obj)
+
+    def encoder(self, cls: type) -> Callable[[Any], str]:
+        """The function `encode` uses for objects of `cls`, made once per class."""
+        encode = self._encoders.get(cls)
+        if encode is None:
+            plain = _plain_fields(cls) if self._default else None
+            if plain is None:
+                encode = self._encode_general
+            else:
+                encode = _quick_encoder(plain, partial(self._encode_plain, fields=plain))
+            self._encoders[cls] = encode
+        return encode
+
+    def _encode_general(self, obj: Any) -> str:
+        cls = type(obj)
         try:
             hooks = self._hooks.get(cls)
             if hooks is None:  # a field type cattrs cannot handle fails here, named below
@@ -410,6 +424,45 @@ def _plain_fields(cls: type) -> tuple[tuple[str, type], ...] | None:
     if not all(f.type in _SCALARS and f.init and f.alias == f.name for f in fields):
         return None
     return tuple((f.name, f.type) for f in fields)
+
+
+def _quick_encoder(
+    fields: tuple[tuple[str, type], ...], careful: Callable[[Any], str]
+) -> Callable[[Any], str]:
+    """For a class of str and int fields only: fill a template made once, after one check that
+    every value is exactly of its field's type and every text is ASCII. Anything else (an int
+    in a float field, a subclass, other text, a wrong type) goes to `careful`, which writes
+    the same text or says what is wrong."""
+    kinds = tuple(kind for _, kind in fields)
+    if not all(kind is str or kind is int for kind in kinds):
+        return careful
+    names = [name for name, _ in fields]
+    template = "{" + ",".join(f"{_KEYS[name]}%s" for name in names) + "}"
+    get: Callable[[Any], tuple[Any, ...]]
+    if len(names) > 1:
+        get = attrgetter(*names)
+    elif names:
+        one = attrgetter(names[0])
+        get = lambda obj: (one(obj),)  # noqa: E731
+    else:
+        get = lambda obj: ()  # noqa: E731
+    texts = [i for i, kind in enumerate(kinds) if kind is str]
+
+    def encode(obj: Any) -> str:
+        values = get(obj)
+        if tuple(map(type, values)) != kinds:
+            return careful(obj)
+        if texts:
+            filled = list(values)
+            for i in texts:
+                value = filled[i]
+                if not value.isascii():
+                    return careful(obj)
+                filled[i] = _quote(value)
+            values = tuple(filled)
+        return template % values
+
+    return encode
 
 
 def _qualified(cls: type) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from returns.result import Failure, Result, Success
@@ -34,34 +34,41 @@ def decide_all(
 ) -> Result[tuple[S, list[Decided]], CommandError]:
     """The state after every command and the events they produced, or the first rejection."""
     decided: list[Decided] = []
+    plans: dict[type, _Plan] = {}  # a command's events are of few classes: look each up once
     for command in commands:
         result = aggregate.run(command, state, stream_id=stream_id)
         if isinstance(result, Failure):
             return Failure(result.failure())
         for event in result.unwrap():
-            evolve = aggregate.evolver(event)  # ConfigurationError when there is none
-            encoded = _encode(aggregate, codec, stream_id, event, command)
-            if isinstance(encoded, CommandError):
-                return Failure(encoded)
-            decided.append(encoded)
+            plan = plans.get(type(event))
+            if plan is None:
+                plan = plans[type(event)] = _plan(aggregate, codec, event)
+            evolve, name, version, encode = plan
+            try:
+                text = encode(event)
+            except InvalidPayload as exc:
+                return Failure(_invalid(aggregate, stream_id, command, exc))
+            decided.append(_new(Decided, (event, name, version, text, command)))
             state = evolve(state, event)
     return Success((state, decided))
 
 
-def _encode(
-    aggregate: Aggregate[Any], codec: Codec, stream_id: str | None, event: object, command: object
-) -> Decided | CommandError:
-    try:
-        encoded = codec.encode_event(event)
-    except InvalidPayload as exc:
-        return _invalid(aggregate, stream_id, command, exc)
-    if encoded is None:
+_new = tuple.__new__
+_Plan = tuple[Callable[[Any, Any], Any], str, int, Callable[[Any], str]]
+
+
+def _plan(aggregate: Aggregate[Any], codec: Codec, event: object) -> _Plan:
+    """How an event of this class is applied and written: its evolve, type name, version and
+    encoder; `ConfigurationError` when the aggregate or the store does not know it."""
+    evolve = aggregate.evolver(event)
+    known = codec.event_encoder(type(event))
+    if known is None:
         raise ConfigurationError(
             f"aggregate {aggregate.name!r} emitted {type(event).__qualname__}, "
             "which the store does not know: give it an evolve of its own (a subclass does not "
             "inherit its base's type name)"
         )
-    return Decided(event, *encoded, command)
+    return (evolve, *known)
 
 
 def _invalid(

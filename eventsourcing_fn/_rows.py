@@ -32,10 +32,15 @@ def where(row: StoredEvent) -> str:
     )
 
 
+_NOTHING: Result[str, EventValidationError] = Success("{}")
+
+
 def context_metadata(
     aggregate: str, sid: str, ctx: Context, events: Sequence[Decided]
 ) -> Result[str, EventValidationError]:
     """The context's metadata as JSON text, or why the context cannot be stored."""
+    if not ctx.metadata and ctx.actor_id is ctx.correlation_id is ctx.causation_id is None:
+        return _NOTHING  # no context set: the common case, with nothing to check
     problem: tuple[str, str] | None = None
     for field in ("actor_id", "correlation_id", "causation_id"):
         value = getattr(ctx, field)

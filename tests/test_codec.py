@@ -319,7 +319,43 @@ class Flat:
     flag: bool
 
 
+@attrs.frozen
+class Counted:
+    label: str
+    count: int
+    other: str
+
+
 class TestFastPaths:
+    @settings(max_examples=300, deadline=None)
+    @given(
+        label=st.text() | st.integers() | st.booleans(),
+        count=st.integers() | st.booleans() | st.floats() | st.text(),
+        other=st.text(),
+    )
+    def test_quick_template_writes_the_general_text(
+        self, label: object, count: object, other: str
+    ) -> None:
+        """A class of str and int fields is written as the general path writes it, or fails
+        where it fails, whatever the values' types."""
+        from eventsourcing_fn._codec import _ENCODER, Codec, InvalidPayload, make_converter
+
+        codec = Codec([Counted])
+        obj = Counted(label, count, other)  # type: ignore[arg-type]
+        exact = type(label) is str and type(count) is int
+        if not exact:
+            with pytest.raises(InvalidPayload):
+                codec.encode_event(obj)
+            return
+        try:
+            general = _ENCODER.encode(make_converter().unstructure(obj))
+            general.encode("utf-8")
+        except UnicodeEncodeError:
+            with pytest.raises(InvalidPayload):
+                codec.encode_event(obj)
+            return
+        assert codec.encode_event(obj) == ("Counted", 1, general)
+
     @settings(max_examples=300, deadline=None)
     @given(
         name=st.text(),
