@@ -438,14 +438,10 @@ def _quick_encoder(
         return careful
     names = [name for name, _ in fields]
     template = "{" + ",".join(f"{_KEYS[name]}%s" for name in names) + "}"
+    if len(names) == 1:
+        return _quick_encoder_of_one(names[0], kinds[0], template, careful)
     get: Callable[[Any], tuple[Any, ...]]
-    if len(names) > 1:
-        get = attrgetter(*names)
-    elif names:
-        one = attrgetter(names[0])
-        get = lambda obj: (one(obj),)  # noqa: E731
-    else:
-        get = lambda obj: ()  # noqa: E731
+    get = attrgetter(*names) if names else lambda obj: ()
     texts = [i for i, kind in enumerate(kinds) if kind is str]
 
     def encode(obj: Any) -> str:
@@ -463,6 +459,28 @@ def _quick_encoder(
         return template % values
 
     return encode
+
+
+def _quick_encoder_of_one(
+    name: str, kind: type, template: str, careful: Callable[[Any], str]
+) -> Callable[[Any], str]:
+    """`_quick_encoder` for a class of one field, the most common kind of event."""
+    get = attrgetter(name)
+    if kind is int:
+
+        def encode_int(obj: Any) -> str:
+            value = get(obj)
+            return template % value if type(value) is int else careful(obj)
+
+        return encode_int
+
+    def encode_str(obj: Any) -> str:
+        value = get(obj)
+        if type(value) is str and value.isascii():
+            return template % _quote(value)
+        return careful(obj)
+
+    return encode_str
 
 
 def _qualified(cls: type) -> str:

@@ -74,6 +74,9 @@ def context_metadata(
     )
 
 
+_new = tuple.__new__
+
+
 def stream_append(
     stream_type: str,
     sid: str,
@@ -90,18 +93,8 @@ def stream_append(
         sid,
         expected,
         [
-            NewEvent(
-                d.type,
-                d.schema_version,
-                d.data,
-                event_id,
-                now,
-                actor,
-                correlation,
-                causation,
-                metadata,
-            )
-            for d, event_id in zip(events, uuid4s(len(events)), strict=True)
+            _new(NewEvent, (t, v, data, event_id, now, actor, correlation, causation, metadata))
+            for (_, t, v, data, _), event_id in zip(events, uuid4s(len(events)), strict=True)
         ],
     )
 

@@ -57,6 +57,7 @@ S = TypeVar("S")
 V = TypeVar("V")
 D = TypeVar("D")
 _log = logging.getLogger("eventsourcing_fn")
+_NO_LOCK = nullcontext()
 _REORDER_RETRIES = 3  # new transactions for an append refused to keep a stream in log order
 
 
@@ -180,7 +181,8 @@ class EventStore:
         new: bool,
     ) -> Result[Outcome[S], EventSourcingError]:
         nested = self._in_transaction.get()
-        lock = nullcontext() if nested else self._locks.hold(aggregate.name, sid)
+        # An id generated just now is known to no other thread: nobody to queue behind.
+        lock = _NO_LOCK if nested or new else self._locks.hold(aggregate.name, sid)
         reactive = self.inline and bool(self._components)
         # Inside the user's transaction a failed command with a cascade must undo its own
         # writes and nothing else: a savepoint. Without reactions nothing is written before

@@ -326,7 +326,38 @@ class Counted:
     other: str
 
 
+@attrs.frozen
+class Label:
+    label: str
+
+
+@attrs.frozen
+class Count:
+    count: int
+
+
 class TestFastPaths:
+    @settings(max_examples=200, deadline=None)
+    @given(value=st.text() | st.integers() | st.booleans() | st.floats() | st.none())
+    def test_quick_one_field_templates_write_the_general_text(self, value: object) -> None:
+        """A class of one str or int field is written as the general path writes it, or fails
+        where it fails."""
+        from eventsourcing_fn._codec import _ENCODER, Codec, InvalidPayload, make_converter
+
+        codec = Codec([Label, Count])
+        for cls, kind in ((Label, str), (Count, int)):
+            obj = cls(value)
+            try:
+                if type(value) is not kind:
+                    raise TypeError(f"not exactly a {kind.__name__}")
+                general = _ENCODER.encode(make_converter().unstructure(obj))
+                general.encode("utf-8")
+            except (TypeError, UnicodeEncodeError):
+                with pytest.raises(InvalidPayload):
+                    codec.encode_event(obj)
+                continue
+            assert codec.encode_event(obj) == (cls.__name__, 1, general)
+
     @settings(max_examples=300, deadline=None)
     @given(
         label=st.text() | st.integers() | st.booleans(),
