@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from returns.result import Failure, Result, Success
+from returns.result import Failure
 
 from ._aggregate import Aggregate
 from ._arguments import short
@@ -31,14 +31,17 @@ def decide_all(
     stream_id: str | None,
     state: S,
     commands: Sequence[object],
-) -> Result[tuple[S, list[Decided]], CommandError]:
-    """The state after every command and the events they produced, or the first rejection."""
+) -> tuple[S, list[Decided]] | CommandError:
+    """The state after every command and the events they produced, or the first rejection.
+
+    A plain value or error rather than a `Result`: this runs once per command."""
     decided: list[Decided] = []
     plans: dict[type, _Plan] = {}  # a command's events are of few classes: look each up once
     for command in commands:
         result = aggregate.run(command, state, stream_id=stream_id)
         if isinstance(result, Failure):
-            return Failure(result.failure())
+            error: CommandError = result.failure()
+            return error
         for event in result.unwrap():
             plan = plans.get(type(event))
             if plan is None:
@@ -47,10 +50,10 @@ def decide_all(
             try:
                 text = encode(event)
             except InvalidPayload as exc:
-                return Failure(_invalid(aggregate, stream_id, command, exc))
+                return _invalid(aggregate, stream_id, command, exc)
             decided.append(_new(Decided, (event, name, version, text, command)))
             state = evolve(state, event)
-    return Success((state, decided))
+    return state, decided
 
 
 _new = tuple.__new__

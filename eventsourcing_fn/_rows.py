@@ -7,8 +7,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from returns.result import Failure, Result, Success
-
 from . import _arguments
 from ._arguments import short
 from ._codec import Codec, dumps, loads
@@ -32,15 +30,12 @@ def where(row: StoredEvent) -> str:
     )
 
 
-_NOTHING: Result[str, EventValidationError] = Success("{}")
-
-
 def context_metadata(
     aggregate: str, sid: str, ctx: Context, events: Sequence[Decided]
-) -> Result[str, EventValidationError]:
+) -> str | EventValidationError:
     """The context's metadata as JSON text, or why the context cannot be stored."""
     if not ctx.metadata and ctx.actor_id is ctx.correlation_id is ctx.causation_id is None:
-        return _NOTHING  # no context set: the common case, with nothing to check
+        return "{}"  # no context set: the common case, with nothing to check
     problem: tuple[str, str] | None = None
     for field in ("actor_id", "correlation_id", "causation_id"):
         value = getattr(ctx, field)
@@ -56,21 +51,19 @@ def context_metadata(
                 isinstance(k, str) for k in ctx.metadata
             ):
                 raise TypeError("expected a dict with str keys")
-            return Success(dumps(dict(ctx.metadata)))
+            return dumps(dict(ctx.metadata))
         except (TypeError, ValueError) as exc:
             problem = ("metadata", f"not JSON: {exc}")
     field, why = problem
     first = events[0]
-    return Failure(
-        EventValidationError(
-            f"aggregate {aggregate!r}, stream {short(sid)}: the context's {field} {why}"
-            f" (event {first.type}); nothing appended",
-            aggregate=aggregate,
-            stream_id=sid,
-            command=first.command,
-            event_type=first.type,
-            field=field,
-        )
+    return EventValidationError(
+        f"aggregate {aggregate!r}, stream {short(sid)}: the context's {field} {why}"
+        f" (event {first.type}); nothing appended",
+        aggregate=aggregate,
+        stream_id=sid,
+        command=first.command,
+        event_type=first.type,
+        field=field,
     )
 
 

@@ -29,9 +29,11 @@ from ._envelope import (
     current_context,
 )
 from ._errors import (
+    CommandError,
     ConcurrencyError,
     ConfigurationError,
     EventSourcingError,
+    EventValidationError,
 )
 from ._html import History, Records, history_of, store_html
 from ._ids import uuid4s
@@ -228,30 +230,32 @@ class EventStore:
         """Load, decide, append and (with a session) react, inside the current transaction."""
         name = aggregate.name
         self.storage.lock_stream(name, sid)
-        loaded = Loaded(sid, 0, aggregate.initial) if new else self._load(aggregate, sid)
+        if new:
+            version, state = 0, aggregate.initial
+        else:
+            loaded = self._load(aggregate, sid)
+            version, state = loaded.version, loaded.state
         wanted = 0 if expected is NEW else expected
-        if isinstance(wanted, int) and wanted != loaded.version:
-            conflict = VersionConflict(name, sid, wanted, loaded.version)
+        if isinstance(wanted, int) and wanted != version:
+            conflict = VersionConflict(name, sid, wanted, version)
             return Failure(self._conflict(aggregate, sid, commands, conflict))
-        decided = decide_all(aggregate, self.codec, sid, loaded.state, commands)
-        if isinstance(decided, Failure):
-            return Failure(decided.failure())
-        state, events = decided.unwrap()
+        decided = decide_all(aggregate, self.codec, sid, state, commands)
+        if isinstance(decided, CommandError):
+            return Failure(decided)
+        state, events = decided
         if not events:
-            return Success(Outcome(sid, loaded.version, (), state))
+            return Success(Outcome(sid, version, (), state))
         ctx = current_context()
         metadata = context_metadata(aggregate.name, sid, ctx, events)
-        if isinstance(metadata, Failure):
-            return metadata
-        after = None if expected is ANY else loaded.version
-        rows = self.storage.append(
-            [stream_append(name, sid, after, events, ctx, metadata.unwrap())]
-        )
-        if rows[0].version != loaded.version + 1:  # ANY landed after rival events:
+        if isinstance(metadata, EventValidationError):
+            return Failure(metadata)
+        after = None if expected is ANY else version
+        rows = self.storage.append([stream_append(name, sid, after, events, ctx, metadata)])
+        if rows[0].version != version + 1:  # ANY landed after rival events:
             state = self._load(aggregate, sid).state  # fold them in, ours included
-        maybe_snapshot(
-            self.storage, self.codec, aggregate, sid, rows[0].version - 1, rows[-1].version, state
-        )
+        if aggregate.snapshot_every is not None:
+            first, last = rows[0].version, rows[-1].version
+            maybe_snapshot(self.storage, self.codec, aggregate, sid, first - 1, last, state)
         shared = dict(ctx.metadata)  # one copy for the command's events, read-only to them
 
         def envelopes() -> tuple[Recorded[Any], ...]:

@@ -21,6 +21,7 @@ def memory_storage() -> Storage:
     """A fresh in-memory storage; every transaction holds one lock, so they serialise."""
     lock = threading.RLock()
     appended = threading.Condition()
+    waiting: list[None] = []  # one entry per thread in wait_for_events
     leases: dict[str, tuple[str, float]] = {}
     undo_log: ContextVar[_Undo | None] = ContextVar("memory_undo", default=None)
     log: list[StoredEvent] = []
@@ -83,7 +84,7 @@ def memory_storage() -> Storage:
                         del streams[key]
 
             record(undo)
-        if rows:
+        if rows and waiting:  # waking nobody is a lock and a call per append: skip it
             with appended:
                 appended.notify_all()
         return rows
@@ -129,7 +130,13 @@ def memory_storage() -> Storage:
 
     def wait_for_events(timeout: float) -> bool:
         with appended:
-            return appended.wait(timeout)
+            # Counted under the condition's lock, so an append that sees no waiter
+            # happened before this wait began: it was not this wait's to see anyway.
+            waiting.append(None)
+            try:
+                return appended.wait(timeout)
+            finally:
+                waiting.pop()
 
     def last_position() -> int:
         with lock:

@@ -7,8 +7,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from returns.result import Failure
-
 from .._aggregate import Aggregate
 from .._codec import Codec, dumps
 from .._decision import Decided, decide_all
@@ -176,12 +174,7 @@ class Scenario:
 
     def _decided(self) -> tuple[Any, list[Decided]] | CommandError:
         state = self._aggregate.fold(self._given)
-        result = decide_all(self._aggregate, self._codec, None, state, self._commands)
-        if isinstance(result, Failure):
-            error: CommandError = result.failure()
-            return error
-        outcome: tuple[Any, list[Decided]] = result.unwrap()
-        return outcome
+        return decide_all(self._aggregate, self._codec, None, state, self._commands)
 
     def _snapshot_data(self) -> dict[str, Any]:
         """The scenario as plain data: type names, versions and payloads, nothing run-specific."""
