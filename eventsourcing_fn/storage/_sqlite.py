@@ -28,7 +28,6 @@ from ._shared import (
     FairLock,
     Payload,
     StreamReader,
-    as_stored,
     refuse_negative,
     stream_starts,
     transactions,
@@ -95,7 +94,7 @@ _STREAM_AND_LOG_END = (
     " FROM events WHERE stream_type = ? AND stream_id = ?"
 )
 _INSERT_EVENTS = (
-    "INSERT INTO events (position, stream_type, stream_id, version, type, schema_version, data,"
+    "INSERT INTO events (stream_type, stream_id, version, position, type, schema_version, data,"
     " event_id, recorded_at, actor_id, correlation_id, causation_id, metadata) VALUES "
 )
 _EVENT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -693,9 +692,12 @@ def _append(conn: sqlite3.Connection, batches: Sequence[StreamAppend]) -> list[S
             if e.recorded_at is not at:  # a command's events share one timestamp: format it once
                 at = e.recorded_at
                 text = _utc(at).isoformat(timespec="microseconds")
-            t, sv, d, eid, _, a, c, ca, m = e
-            rows.append(as_stored((st, sid, version, position, *e)))
-            params += (position, st, sid, version, t, sv, d, str(eid), text, a, c, ca, m)
+            row = _new(StoredEvent, (st, sid, version, position, *e))
+            rows.append(row)
+            # The row's own values in column order, but for the id and time as text.
+            params += row
+            params[-6] = str(e.event_id)
+            params[-5] = text
     # Many rows to one INSERT: one statement to run rather than one per row.
     size = 13 * _ROWS_PER_INSERT
     for start in range(0, len(params), size):
@@ -718,13 +720,14 @@ def _utc(at: datetime) -> datetime:
 
 
 _fromiso = datetime.fromisoformat
+_new = tuple.__new__
 
 
 def _events(rows: list[Any]) -> list[StoredEvent]:
     """Rows in `_EVENT_COLUMNS` order as `StoredEvent`s (the hot read path: no per-row calls)."""
     try:
         return [
-            as_stored((st, sid, v, p, t, sv, d, UUID(eid), _fromiso(at), a, c, ca, m))
+            _new(StoredEvent, (st, sid, v, p, t, sv, d, UUID(eid), _fromiso(at), a, c, ca, m))
             for st, sid, v, p, t, sv, d, eid, at, a, c, ca, m in rows
         ]
     except (TypeError, ValueError, AttributeError):
