@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from conftest import POSTGRES_URL, Make, drop_schema
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eventsourcing_fn._errors import StorageError, TransientStorageError
 from eventsourcing_fn.storage import (
@@ -1075,3 +1077,36 @@ class TestNul:
         assert recorded.metadata == {"note": "a\0b", "\0": 1}
         ((data,),) = sql(f'SELECT data::text FROM "{pg_schema}".events')
         assert data == '{"owner":"ann\\u0000"}'  # the JSON escape, in a json column
+
+
+_texts = st.text() | st.sampled_from(['a"b', "back\\slash", "tab\tnew\nline", "é ü ∑ 😀", "\x01"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kinds=st.lists(st.tuples(_texts, _texts, st.none() | _texts, st.none() | _texts), min_size=1),
+    first=st.integers(min_value=0, max_value=1000),
+)
+def test_insert_events_are_the_json_a_dict_encoder_writes(
+    kinds: list[tuple[str, str, str | None, str | None]], first: int
+) -> None:
+    """The events the INSERT receives read back as the objects a JSON encoder of dicts writes."""
+    from eventsourcing_fn.storage._postgres import _insert_params
+
+    at = datetime.now(UTC)
+    events = [
+        NewEvent(t, 2, data, uuid.uuid4(), at, actor, None, causation, '{"k": 1}')
+        for t, data, actor, causation in kinds
+    ]
+    params = _insert_params([StreamAppend("s", "id", None, events)], first)
+    expected = [
+        {
+            "stream": 1, "off": off, "n": first + off, "type": e.type,
+            "schema_version": e.schema_version, "data": e.data, "event_id": str(e.event_id),
+            "recorded_at": at.isoformat(), "actor_id": e.actor_id,
+            "correlation_id": e.correlation_id, "causation_id": e.causation_id,
+            "metadata": e.metadata,
+        }
+        for off, e in enumerate(events, start=1)
+    ]  # fmt: skip
+    assert json.loads(str(params["events"])) == expected

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC
@@ -406,13 +406,20 @@ def _faults(schema: str, what: str) -> Iterator[None]:
 class _Tx:
     """One open storage transaction: its connection, whether BEGIN was sent, events appended."""
 
-    __slots__ = ("appended", "begun", "lease", "savepoints")
+    __slots__ = ("appended", "begun", "cur", "lease", "savepoints")
 
     def __init__(self, lease: Lease) -> None:
-        self.lease = lease
+        self.use(lease)
         self.begun = False
         self.appended = 0
         self.savepoints = 0
+
+    def use(self, lease: Lease) -> None:
+        """Carry on over `lease`'s connection."""
+        self.lease = lease
+        # One cursor for the transaction's statements: `conn.execute` makes one per statement,
+        # copying the connection's adapters each time.
+        self.cur = lease.conn.cursor()
 
 
 class _Listener:
@@ -538,9 +545,8 @@ class _Postgres:
 
     def _commit(self, tx: _Tx) -> None:
         """Commit; after appends, notify listeners in the same round trip."""
-        conn = tx.lease.conn
         if not tx.appended:
-            conn.execute(b"COMMIT")
+            tx.cur.execute(b"COMMIT")
             return
         # The NOTIFY runs after COMMIT, in a transaction of its own: inside ours, the commit
         # would queue behind every other notifying commit of the database, flush included.
@@ -548,7 +554,7 @@ class _Postgres:
         # the NOTIFY runs only if the COMMIT held; a full notification queue then fails the
         # NOTIFY alone, and listeners find the committed writes when they next poll.
         with suppress(psycopg.errors.ProgramLimitExceeded):
-            conn.execute(self.commit_and_notify)
+            tx.cur.execute(self.commit_and_notify)
 
     @contextmanager
     def _savepoint_in(self, tx: _Tx) -> Iterator[None]:
@@ -590,7 +596,7 @@ class _Postgres:
             if tx is None:
                 return self._alone(query, params, write)
             if tx.begun:
-                return _rows(tx.lease.conn.execute(query, params))
+                return _rows(tx.cur.execute(query, params))
             try:
                 return self._first(tx, query, params, write)
             except psycopg.OperationalError:
@@ -600,22 +606,22 @@ class _Postgres:
             # (reads before BEGIN are statements of their own), so another one can carry it.
             self.conns.give(tx.lease)
             self.conns.heal()
-            tx.lease = self.conns.take()
+            tx.use(self.conns.take())
             return self._first(tx, query, params, write)
 
     def _first(self, tx: _Tx, query: str, params: Any, write: bool) -> list[Any]:
         """A statement before the transaction's first write; a write sends BEGIN first."""
-        conn = tx.lease.conn
+        conn, cur = tx.lease.conn, tx.cur
         if not write:
-            return _rows(conn.execute(query, params))
+            return _rows(cur.execute(query, params))
         # BEGIN waits for the first write or lock: reads before it are READ COMMITTED
         # statements either way, and a read-only transaction costs no round trips. BEGIN and
         # the write travel in one pipeline: one round trip for both.
         try:
-            with conn.pipeline():
+            with conn.pipeline():  # the last statement's result is the cursor's
                 for statement in self.begin:
-                    conn.execute(statement)
-                cur = conn.execute(query, params)
+                    cur.execute(statement)
+                cur.execute(query, params)
         except psycopg.Error:
             # Unless the connection died (the server then ends the transaction, and the caller
             # may carry on with another), the transaction is open on the server, if aborted.
@@ -939,15 +945,27 @@ def _insert_params(batches: Sequence[StreamAppend], first: int) -> dict[str, obj
             n += 1
             if e.recorded_at is not at:  # a command's events share one timestamp: format it once
                 at, text = e.recorded_at, e.recorded_at.isoformat()
+            t, sv, data, event_id, _, actor, correlation, causation, metadata = e
             # fmt: off
-            events.append({
-                "stream": i, "off": off, "n": n, "type": e.type,
-                "schema_version": e.schema_version, "data": e.data, "event_id": str(e.event_id),
-                "recorded_at": text, "actor_id": e.actor_id, "correlation_id": e.correlation_id,
-                "causation_id": e.causation_id, "metadata": e.metadata,
-            })
+            events.append(_EVENT_JSON % (
+                i, off, n, _quote(t), sv, _quote(data), event_id, text,
+                _NULL if actor is None else _quote(actor),
+                _NULL if correlation is None else _quote(correlation),
+                _NULL if causation is None else _quote(causation),
+                _quote(metadata),
+            ))
             # fmt: on
-    return {"shift": _SHIFT, "streams": _json(streams), "events": _json(events)}
+    return {"shift": _SHIFT, "streams": _json(streams), "events": f"[{','.join(events)}]"}
+
+
+# One event of the INSERT's JSON array, filled by formatting rather than encoding a dict: half
+# the time. Ids and times are written as they print (neither holds a character to escape).
+_EVENT_JSON = (
+    '{"stream":%d,"off":%d,"n":%d,"type":%s,"schema_version":%d,"data":%s,"event_id":"%s",'
+    '"recorded_at":"%s","actor_id":%s,"correlation_id":%s,"causation_id":%s,"metadata":%s}'
+)
+_NULL = "null"
+_quote: Callable[[str], str] = json.encoder.encode_basestring  # as `_json` writes text
 
 
 def _stored(
