@@ -120,14 +120,13 @@ def stream_starts(
     return starts
 
 
+as_stored = partial(tuple.__new__, StoredEvent)
+"""A tuple of a `StoredEvent`'s 13 values, in field order, as that row (no per-field calls)."""
+
+
 def stored(batch: StreamAppend, event: NewEvent, version: int, position: int) -> StoredEvent:
     """The row of one appended event."""
-    return _new(StoredEvent, (batch.stream_type, batch.stream_id, version, position, *event))
-
-
-_new = tuple.__new__
-as_stored = partial(_new, StoredEvent)
-"""A tuple of a `StoredEvent`'s 13 values, in field order, as that row (no per-field calls)."""
+    return as_stored((batch.stream_type, batch.stream_id, version, position, *event))
 
 
 def numbered(

@@ -28,6 +28,7 @@ from ._shared import (
     FairLock,
     Payload,
     StreamReader,
+    as_stored,
     refuse_negative,
     stream_starts,
     transactions,
@@ -692,7 +693,7 @@ def _append(conn: sqlite3.Connection, batches: Sequence[StreamAppend]) -> list[S
             if e.recorded_at is not at:  # a command's events share one timestamp: format it once
                 at = e.recorded_at
                 text = _utc(at).isoformat(timespec="microseconds")
-            row = _new(StoredEvent, (st, sid, version, position, *e))
+            row = as_stored((st, sid, version, position, *e))
             rows.append(row)
             # The row's own values in column order, but for the id and time as text.
             params += row
@@ -720,14 +721,13 @@ def _utc(at: datetime) -> datetime:
 
 
 _fromiso = datetime.fromisoformat
-_new = tuple.__new__
 
 
 def _events(rows: list[Any]) -> list[StoredEvent]:
     """Rows in `_EVENT_COLUMNS` order as `StoredEvent`s (the hot read path: no per-row calls)."""
     try:
         return [
-            _new(StoredEvent, (st, sid, v, p, t, sv, d, UUID(eid), _fromiso(at), a, c, ca, m))
+            as_stored((st, sid, v, p, t, sv, d, UUID(eid), _fromiso(at), a, c, ca, m))
             for st, sid, v, p, t, sv, d, eid, at, a, c, ca, m in rows
         ]
     except (TypeError, ValueError, AttributeError):
